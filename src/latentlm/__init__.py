@@ -1,0 +1,18 @@
+"""latentlm: latent-space reasoning in transformers, on one shared core, trainer and evaluator."""
+
+from latentlm.config import RunConfig, load_config
+from latentlm.models import VARIANTS, build_model
+from latentlm.models.config import DecoderConfig
+from latentlm.outputs import LMOutput
+
+__version__ = "0.1.0"
+
+
+def load(path, device: str = "cpu"):
+    """Load a run directory or checkpoint -> (model, tokenizer). Needs nothing but the path."""
+    from latentlm.train.checkpoint import load_run
+
+    return load_run(path, device=device)
+
+
+__all__ = ["load", "VARIANTS", "build_model", "RunConfig", "DecoderConfig", "LMOutput", "load_config"]

@@ -1,0 +1,282 @@
+"""Decoder: embed -> blocks -> norm -> head, written as small methods that variants recombine.
+
+A Llama-style pre-norm decoder (RMSNorm, RoPE, SwiGLU, optional GQA, no biases), and the variant contract
+every model of latentlm follows (shared/DESIGN.md):
+- `forward(input_ids, labels=None, **batch) -> LMOutput`: labels are *pre-shifted* targets aligned with
+  input_ids (labels[:, t] is the token that position t predicts; -100 is ignored);
+- `score(input_ids, attention_mask=None) -> (B, T)`: entry t is log p(input_ids[:, t] | input_ids[:, :t]);
+  entry 0 (nothing predicts it) and padded entries are 0;
+- `generate(input_ids, max_new_tokens, sampling) -> ids`, with a preallocated KV cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentlm.errors import InputError
+from latentlm.models.config import DecoderConfig
+from latentlm.nn import AttnContext, Block, KVCache, Linear, RMSNorm, RotaryEmbedding, SamplingConfig, sample_next
+from latentlm.outputs import LMOutput
+
+IGNORE_INDEX = -100
+
+
+class Decoder(nn.Module):
+    score_note = "exact next-token likelihood"
+    """What `score()` computes, printed beside every likelihood figure (variants with latents override it)."""
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        config.validate()
+        self.config = c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self.blocks = nn.ModuleList(
+            Block(c.d_model, c.n_heads, c.kv_heads, c.head_dim, c.ffn_dim, c.norm_eps, layer_idx=i)
+            for i in range(c.n_layers)
+        )
+        self.norm = RMSNorm(c.d_model, c.norm_eps)
+        self.head = Linear(c.d_model, c.vocab_size)
+        if c.tie_embeddings:
+            self.head.weight = self.tok_emb.weight
+        self.rope = RotaryEmbedding(c.head_dim, c.max_seq_len, c.rope_base)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, init_std) everywhere; residual output projections (attn.wo, mlp.w2) scaled by 1/sqrt(2L)."""
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            if p.dim() < 2:
+                continue
+            scaled = name.endswith(("attn.wo.weight", "mlp.w2.weight"))
+            nn.init.normal_(p, 0.0, std / (2 * self.config.n_layers) ** 0.5 if scaled else std)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    # --- the pieces -------------------------------------------------------------------------------------
+
+    def check_input(self, input_ids: torch.Tensor, extra: int = 0) -> None:
+        """Clear errors for sequences longer than max_seq_len and token ids outside the vocabulary."""
+        if input_ids.dim() != 2:
+            raise InputError(f"input_ids must be (batch, seq_len), got shape {tuple(input_ids.shape)}")
+        T, c = input_ids.shape[1] + extra, self.config
+        if T > c.max_seq_len:
+            raise InputError(
+                f"sequence length {T} exceeds model.max_seq_len={c.max_seq_len}; "
+                "truncate the input or build the model with a larger max_seq_len"
+            )
+        if input_ids.numel():
+            lo, hi = int(input_ids.min()), int(input_ids.max())
+            if hi >= c.vocab_size or lo < 0:
+                raise InputError(
+                    f"token id {hi if hi >= c.vocab_size else lo} is outside model.vocab_size={c.vocab_size} "
+                    "(ids must be in [0, vocab_size)): the tokenizer does not match this model"
+                )
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.tok_emb(input_ids)  # (B, T, D)
+
+    def context(
+        self,
+        positions: torch.Tensor,
+        *,
+        cache: KVCache | None = None,
+        attn_mask: torch.Tensor | None = None,
+        **extra,
+    ) -> AttnContext:
+        return AttnContext(rope=self.rope(positions), cache=cache, attn_mask=attn_mask, **extra)
+
+    def run_blocks(self, h: torch.Tensor, ctx: AttnContext, start: int = 0, end: int | None = None) -> torch.Tensor:
+        for block in self.blocks[start:end]:
+            h = block(h, ctx)
+        return h
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(h))  # (B, T, V)
+
+    @staticmethod
+    def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the non-ignored pre-shifted targets."""
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+    # --- the variant contract -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **batch,
+    ) -> LMOutput:
+        self.check_input(input_ids)
+        positions, attn_mask = padding_layout(input_ids, attention_mask)
+        h = self.run_blocks(self.embed(input_ids), self.context(positions, attn_mask=attn_mask))
+        logits = self.logits(h)
+        loss = None if labels is None else self.lm_loss(logits, labels)
+        return LMOutput(loss=loss, logits=logits)
+
+    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) log p(x_t | x_<t); exact next-token likelihood of a plain causal decoder."""
+        with torch.inference_mode():
+            logits = self(input_ids, attention_mask=attention_mask).logits
+            logp = token_logprobs(logits, input_ids, attention_mask)
+        return logp.clone()  # a normal tensor again, usable outside inference mode
+
+    def scoring_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits whose log-softmax gives score() (the first sample, for stochastic models): what an exported HF
+        model returns, so external evaluators see the same likelihood."""
+        return self(input_ids, attention_mask=attention_mask).logits
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        c, p = self.config, self.tok_emb.weight
+        return KVCache(c.n_layers, batch_size, c.kv_heads, c.head_dim, max_len, dtype=p.dtype, device=p.device)
+
+    def step(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, cache: KVCache, key_valid: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Run new tokens (B, n) at `positions` (B, n) through the cache; return the last logits (B, V)."""
+        n = input_ids.shape[1]
+        attn_mask = None
+        if key_valid is not None:  # left-padded batch: mask padding keys; a query always sees itself
+            S = cache.length + n
+            attn_mask = key_valid[:, None, None, :S].expand(-1, 1, n, S).clone()
+            attn_mask[..., S - n :] |= torch.eye(n, dtype=torch.bool, device=attn_mask.device)
+        h = self.decode_hidden(input_ids, self.context(positions, cache=cache, attn_mask=attn_mask))
+        return self.logits(h[:, -1]).float()
+
+    def decode_hidden(self, input_ids: torch.Tensor, ctx: AttnContext) -> torch.Tensor:
+        """The final residual stream of new tokens during cached decoding (variants inject latents here)."""
+        return self.run_blocks(self.embed(input_ids), ctx)
+
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        sampling: SamplingConfig | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        eos_token_id: int | None = None,
+        callback: Callable[[torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """KV-cached generation -> (B, T + new) ids. Prompts may be left-padded (attention_mask 0 = pad).
+
+        Rows that emit eos_token_id keep emitting it; the loop stops when every row has. `callback`
+        receives each new column of ids (B,), e.g. to stream text to a terminal.
+        """
+        with torch.inference_mode():  # cheaper than no_grad for the many small ops of decoding
+            ids = self._generate(input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback)
+        return ids.clone()  # a normal tensor again: generated ids may be fed to training
+
+    def _generate(self, input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback) -> torch.Tensor:
+        self.check_input(input_ids, extra=max_new_tokens)
+        B, T = input_ids.shape
+        cache = self.new_cache(B, T + max_new_tokens)
+        positions, key_valid = prompt_layout(input_ids, attention_mask, T + max_new_tokens)
+        state = {"pos": positions[:, -1:] + 1}
+
+        def next_logits(tok):
+            if tok is None:
+                return self.step(input_ids, positions, cache, key_valid)
+            logits = self.step(tok[:, None], state["pos"], cache, key_valid)
+            state["pos"] = state["pos"] + 1
+            return logits
+
+        return sampling_loop(input_ids, max_new_tokens, sampling, eos_token_id, callback, next_logits)
+
+    # --- accounting ---------------------------------------------------------------------------------------
+
+    def num_params(self, exclude_embeddings: bool = False) -> int:
+        """Unique parameters (a tied head counts once); optionally without the input embedding table."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.tok_emb.weight.numel() if exclude_embeddings else n
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token, forward + backward (= 3 x forward), for sequences of seq_len tokens.
+
+        Matmuls: 2 FLOPs per multiply-accumulate over every weight matrix, the output head included
+        (the embedding lookup is free). Attention: QK^T and AV cost 2 * n_heads * head_dim FLOPs per
+        (query, key) pair each; with causal masking a query at position t sees t + 1 keys, on average
+        (seq_len + 1) / 2, which is what SDPA's causal kernels compute.
+        """
+        c = self.config
+        return 3 * (2 * self.matmul_params() + c.n_layers * 4 * c.n_heads * c.head_dim * (seq_len + 1) / 2)
+
+    def matmul_params(self) -> int:
+        """Weights that take part in a matmul per token: every block's linears and the output head."""
+        c = self.config
+        attn = c.d_model * (c.n_heads + 2 * c.kv_heads) * c.head_dim + c.n_heads * c.head_dim * c.d_model
+        mlp = 3 * c.d_model * c.ffn_dim
+        return c.n_layers * (attn + mlp) + c.d_model * c.vocab_size
+
+
+# --- helpers shared by variants -------------------------------------------------------------------------
+
+
+def sampling_loop(input_ids, max_new_tokens, sampling, eos_token_id, callback, next_logits) -> torch.Tensor:
+    """The decoding loop every cached or recomputing sampler shares. next_logits(None) gives the logits after the
+    prompt; next_logits(tok) feeds the sampled column tok (B,) and gives the next logits (B, V). Rows that emitted
+    eos_token_id keep emitting it; the loop stops when every row has. Returns (B, T + new) ids."""
+    sampling = sampling or SamplingConfig(temperature=0.0)
+    generator = sampling.generator(input_ids.device)
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    out = [input_ids]
+    logits = next_logits(None)
+    for i in range(max_new_tokens):
+        tok = sample_next(logits, sampling, generator)  # (B,)
+        if eos_token_id is not None:
+            tok = tok.masked_fill(done, eos_token_id)
+            done |= tok == eos_token_id
+        out.append(tok[:, None])
+        if callback is not None:
+            callback(tok)
+        if i + 1 == max_new_tokens or bool(done.all()):
+            break
+        logits = next_logits(tok)
+    return torch.cat(out, dim=1)
+
+
+def padding_layout(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Positions (B or 1, T) and a dense mask for left-padded rows; (arange, None) when nothing is left-padded.
+
+    Right padding needs no mask: causal attention never lets a real token see the pads after it.
+    """
+    T = input_ids.shape[1]
+    arange = torch.arange(T, device=input_ids.device)[None]
+    if attention_mask is None or not bool((attention_mask[:, 0] == 0).any()):
+        return arange, None
+    positions, key_valid = prompt_layout(input_ids, attention_mask, T)
+    mask = key_valid[:, None, None, :] | torch.eye(T, dtype=torch.bool, device=input_ids.device)
+    return positions, mask
+
+
+def prompt_layout(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, total_len: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """For generation: per-row positions (B, T) counting only real tokens, and key validity (B, total_len)."""
+    B, T = input_ids.shape
+    if attention_mask is None or bool(attention_mask.all()):
+        return torch.arange(T, device=input_ids.device)[None].expand(B, T), None
+    mask = attention_mask.bool()
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    key_valid = torch.ones(B, total_len, dtype=torch.bool, device=input_ids.device)
+    key_valid[:, :T] = mask
+    return positions, key_valid
+
+
+def token_logprobs(
+    logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, T) log-probabilities of each token given the logits of the position before it (0 at t = 0)."""
+    logp = logits[:, :-1].float().log_softmax(-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
+    out = F.pad(logp, (1, 0))
+    if attention_mask is not None:
+        m = attention_mask.bool()
+        out = out.masked_fill(~(m & F.pad(m[:, :-1], (1, 0))), 0.0)
+    return out
