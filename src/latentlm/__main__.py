@@ -1,0 +1,3 @@
+from latentlm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Evaluation through the variant contract only: `model.score()` and `model.generate()`."""

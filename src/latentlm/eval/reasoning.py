@@ -1,0 +1,100 @@
+"""Reasoning accuracy of latent-thought runs: exact match, generated tokens, latent steps, collapse diagnostics.
+
+Prompts follow each method's inference format (curriculum.prompt_ids); generation is batched with the run's
+switching policy. The answer is the text after the last "###", up to a newline, commas removed (the official
+Coconut / LT-Tuning metric). Collapse diagnostics over the latent steps (Coconut issue #29, LT-Tuning §1): the norm
+of a latent over the mean norm of token input embeddings, and the cosine similarity of successive latents of a row.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from latentlm.eval.choice import wilson
+
+
+def extract_answer(text: str) -> str:
+    if "###" not in text:
+        return ""
+    return " ".join(text.split("###")[-1].split("\n")[0].replace(",", "").split())
+
+
+def normalise(answer: str) -> str:
+    return " ".join(answer.replace(",", "").split())
+
+
+def evaluate_reasoning(
+    model,
+    tokenizer,
+    examples,
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+    policy: str | None = None,
+    keep: int = 3,
+) -> dict:
+    from latentlm.models.latent_thoughts.base import check_special_tokens
+    from latentlm.models.latent_thoughts.curriculum import prompt_ids
+
+    cfg = model.config
+    check_special_tokens(tokenizer, cfg.special_tokens)
+    correct, gen_tokens, latent_steps, samples = 0, [], [], []
+    norms, cosines = [], []
+    emb_norm = float(model.base.get_input_embeddings().weight.detach().norm(dim=-1).mean())
+    was = model.training
+    model.eval()
+    for s in range(0, len(examples), batch_size):
+        chunk = examples[s : s + batch_size]
+        prompts = [prompt_ids(ex, cfg.method, cfg, tokenizer) for ex in chunk]
+        T = max(map(len, prompts))
+        ids = torch.tensor([[tokenizer.pad_id] * (T - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts])
+        new = min(max_new_tokens, cfg.max_seq_len - T)
+        out, info = model.generate(ids, new, attention_mask=mask, policy=policy, return_trace=True)
+        rows_latents: list[list[torch.Tensor]] = [[] for _ in chunk]
+        for is_latent, z in info["latents"]:
+            for r in torch.nonzero(is_latent).flatten().tolist():
+                rows_latents[r].append(z[r])
+        for r, ex in enumerate(chunk):
+            gen = out[r, T:].tolist()
+            if tokenizer.eos_id in gen:
+                gen = gen[: gen.index(tokenizer.eos_id)]
+            text = tokenizer.decode(gen)
+            pred = extract_answer(text)
+            ok = pred == normalise(ex.answer)
+            correct += ok
+            n_latent = int(info["latent_steps"][r])
+            latent_steps.append(n_latent)
+            gen_tokens.append(len(gen))
+            zs = rows_latents[r]
+            norms += [float(z.norm()) / emb_norm for z in zs]
+            cosines += [float(torch.cosine_similarity(a, b, dim=0)) for a, b in zip(zs, zs[1:])]
+            if len(samples) < keep:
+                samples.append({"question": ex.question, "generated": text, "predicted": pred, "gold": ex.answer})
+    model.train(was)
+    n = len(examples)
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {
+        "n": n,
+        "accuracy": correct / n,
+        "accuracy_ci95": wilson(correct, n),
+        "generated_tokens": mean(gen_tokens),
+        "latent_steps": mean(latent_steps),
+        "latent_norm_ratio": mean(norms),
+        "successive_latent_cosine": mean(cosines),
+        "method": cfg.method,
+        "policy": policy or cfg.policy,
+        "samples": samples,
+    }
+
+
+def evaluate_run(model, tokenizer, cfg, name: str | None = None, limit: int | None = None, **kw) -> dict:
+    """On the held-out (test) split of the run's reasoning data, or another named set / file."""
+    from latentlm.data.reasoning import reasoning_examples
+
+    name = name or cfg.data.reasoning
+    n = limit or max(8, cfg.data.reasoning_examples // 8)
+    examples = reasoning_examples(name, "test", n, cfg.train.seed)[:n]
+    res = evaluate_reasoning(model, tokenizer, examples, **kw)
+    res["data"] = name
+    return res

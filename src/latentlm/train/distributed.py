@@ -1,0 +1,64 @@
+"""Data parallelism under torchrun: DDP (gloo on CPU, nccl on CUDA), FSDP2 as a GPU option.
+
+The model stays plain PyTorch; parallelism is applied from outside (torchtitan style).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group when launched by torchrun (RANK / WORLD_SIZE set); no-op otherwise."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def wrap_model(model: torch.nn.Module, info: DistInfo, strategy: str, device: torch.device) -> torch.nn.Module:
+    if not info.enabled:
+        return model
+    if strategy == "fsdp":  # FSDP2: shard each block, then the root (GPU only; not testable on CPU here)
+        from torch.distributed.fsdp import fully_shard
+
+        for block in getattr(model, "blocks", []):
+            fully_shard(block)
+        fully_shard(model)
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    # a model that can leave parameters unused in a step (e.g. an adapter in a batch without latents) says so
+    unused = getattr(model, "ddp_find_unused_parameters", False)
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+
+
+def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if info.enabled:
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()

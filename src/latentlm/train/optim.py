@@ -1,0 +1,43 @@
+"""AdamW with decay / no-decay parameter groups, and learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from latentlm.config import TrainConfig
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """Weight decay on matrices (linears, embeddings); none on norms, biases, scalars and vectors."""
+    decay, no_decay = [], []
+    seen: set[int] = set()
+    for p in model.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, foreach=True)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for optimizer step `step` (0-based): linear warmup, then the chosen schedule."""
+    peak, floor = cfg.lr, cfg.lr * cfg.min_lr_ratio
+    if step < cfg.warmup_steps:
+        return peak * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return peak
+    if cfg.schedule == "cosine":
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    # wsd: warmup, stable at peak, linear decay over the final decay_fraction of training
+    decay_steps = max(1, round(cfg.max_steps * cfg.decay_fraction))
+    decay_start = cfg.max_steps - decay_steps
+    if step < decay_start:
+        return peak
+    return peak + (floor - peak) * min(1.0, (step - decay_start + 1) / decay_steps)

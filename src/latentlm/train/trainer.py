@@ -1,0 +1,242 @@
+"""THE training loop: every variant trains here, none is special-cased.
+
+Per optimizer step: the data source yields `grad_accum` micro-batches; each micro-batch loss is weighted by
+its share of the step's non-ignored label tokens (over all ranks), so k micro-batches of b rows give exactly
+the update of one batch of k*b rows. A curriculum changes phase through the data source (`phase`,
+`begin_phase`) and may reset the optimizer. Non-finite loss or gradient norm stops training before the
+update, naming the step; the last checkpoint stays intact. Resume restores model, optimizer, schedule
+position, RNG states and data position, so the continued run is bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from latentlm.config import RunConfig, to_yaml
+from latentlm.data import build_source, load_tokenizer
+from latentlm.errors import ConfigError, InputError, LatentLMError
+from latentlm.eval.perplexity import evaluate
+from latentlm.models import build_model
+from latentlm.train import checkpoint as ckpt_io
+from latentlm.train.distributed import all_reduce_sum, cleanup, init_distributed, wrap_model
+from latentlm.train.logging import MetricsLogger
+from latentlm.train.optim import build_optimizer, lr_at
+
+IGNORE_INDEX = -100
+
+
+class TrainingDiverged(LatentLMError):
+    """Loss or gradient became NaN/Inf."""
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={spec!r} but CUDA is not available; use train.device=cpu")
+    return torch.device(spec)
+
+
+def autocast_for(cfg: RunConfig, device: torch.device):
+    precision = cfg.train.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resume_checkpoint(cfg: RunConfig, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from, after checking it belongs to the same variant."""
+    resume = str(cfg.train.resume)
+    if resume == "false":
+        if ckpt_io.find_checkpoint(run_dir) is not None:
+            raise InputError(
+                f"{run_dir} already holds a run; continue it with --train.resume=auto or pick another --train.out_dir"
+            )
+        return None
+    ckpt = ckpt_io.find_checkpoint(run_dir if resume == "auto" else resume)
+    if ckpt is None:
+        if resume != "auto":
+            raise InputError(f"train.resume={resume!r}: no checkpoint found there")
+        return None
+    old = ckpt_io.load_config_of(ckpt)
+    if old.model.variant != cfg.model.variant:
+        raise InputError(
+            f"cannot resume {ckpt}: it is a {old.model.variant!r} checkpoint and this config builds "
+            f"{cfg.model.variant!r}; use another --train.out_dir or --train.resume=false"
+        )
+    return ckpt
+
+
+def train(cfg: RunConfig, on_end=None) -> dict:
+    """Train per cfg; return train_summary.json's dict. `on_end(model)` runs on every rank before teardown."""
+    device = resolve_device(cfg.train.device)
+    dist = init_distributed(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.train.dist == "fsdp" and dist.enabled and device.type != "cuda":
+        raise ConfigError("train.dist=fsdp needs CUDA devices; use train.dist=ddp on CPU")
+    run_dir = Path(cfg.train.out_dir)
+    try:
+        return _train(cfg, device, dist, run_dir, on_end)
+    finally:
+        cleanup(dist)
+
+
+def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) -> dict:
+    if dist.enabled and not dist.is_main:
+        torch.distributed.barrier()  # rank 0 prepares data and tokenizer first
+    tokenizer = load_tokenizer(cfg)
+    if dist.enabled and dist.is_main:
+        torch.distributed.barrier()
+
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    model = build_model(cfg.model).to(device)
+    if tokenizer.vocab_size > model.vocab_size:
+        raise ConfigError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens but model.vocab_size={model.vocab_size}; "
+            f"set --model.vocab_size={tokenizer.vocab_size} (or larger)"
+        )
+    ckpt = resume_checkpoint(cfg, run_dir)
+    source = build_source(cfg, tokenizer, "train", dist.rank, dist.world_size)
+    optimizer = build_optimizer(model, cfg.train)
+    state = {"step": 0, "tokens_seen": 0, "train_time": 0.0}
+    if ckpt is not None:
+        saved = ckpt_io.load_training_state(ckpt, model, optimizer, device)
+        source.load_state_dict(saved["data"])
+        state = {k: saved[k] for k in state}
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        tokenizer.save(run_dir)
+
+    train_model = wrap_model(model, dist, cfg.train.dist, device)
+    if cfg.train.compile:
+        train_model = torch.compile(train_model)
+    autocast = autocast_for(cfg, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    t, accum = cfg.train, cfg.train.grad_accum
+    log = MetricsLogger(
+        run_dir,
+        enabled=dist.is_main,
+        tensorboard=cfg.log.tensorboard,
+        progress=cfg.log.progress,
+        total=t.max_steps,
+        initial=state["step"],
+    )
+    phase, last_val, last_loss = None, None, float("nan")
+    window_t, window_tokens = time.perf_counter(), 0
+
+    while state["step"] < t.max_steps:
+        step = state["step"]
+        if source.phase(step) != phase:  # a new phase, or the first step of this process (fresh or resumed)
+            phase = source.phase(step)
+            source.begin_phase(phase, model)
+            if t.reset_optimizer_on_phase and step > 0 and phase != source.phase(step - 1):
+                optimizer.state.clear()  # only at a real boundary: a resume mid-phase keeps the restored state
+        lr = lr_at(step, t)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        step_start = time.perf_counter()
+        batches = [source.next_batch() for _ in range(accum)]
+        counts = [int((b["labels"] != IGNORE_INDEX).sum()) for b in batches]
+        n_global = float(all_reduce_sum(torch.tensor(float(sum(counts)), device=device), dist))
+        loss_sum, metric_sums = torch.zeros((), device=device), {}
+        for i, (batch, n) in enumerate(zip(batches, counts)):
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            sync = contextlib.nullcontext() if i == accum - 1 or not dist.enabled else train_model.no_sync()
+            with sync, autocast:
+                out = train_model(**batch)
+                (out.loss * (n * dist.world_size / max(n_global, 1.0))).backward()
+            loss_sum += out.loss.detach().float() * n
+            for k, v in out.metrics.items():
+                metric_sums[k] = metric_sums.get(k, 0.0) + float(v) * n
+        step_loss = float(all_reduce_sum(loss_sum, dist)) / max(n_global, 1.0)
+        if not math.isfinite(step_loss):
+            _diverged(run_dir, step, f"loss {step_loss}")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
+        if not math.isfinite(float(grad_norm)):
+            _diverged(run_dir, step, f"gradient norm {float(grad_norm)}")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        n_tokens = int(all_reduce_sum(torch.tensor(sum(b["input_ids"].numel() for b in batches), device=device), dist))
+        state["step"] += 1
+        state["tokens_seen"] += n_tokens
+        state["train_time"] += time.perf_counter() - step_start
+        window_tokens += n_tokens
+        last_loss = step_loss
+        log.advance()
+        step = state["step"]
+
+        if step % cfg.log.every == 0 or step == t.max_steps:
+            elapsed = time.perf_counter() - window_t
+            metrics = {
+                "loss": step_loss,
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                "tokens_per_s": window_tokens / elapsed,
+                "tokens_seen": state["tokens_seen"],
+                "phase": phase,
+            }
+            metrics.update({k: v / max(sum(counts), 1) for k, v in metric_sums.items()})
+            log.log(step, metrics)
+            window_t, window_tokens = time.perf_counter(), 0
+        if cfg.eval.every and (step % cfg.eval.every == 0 or step == t.max_steps):
+            with torch.random.fork_rng(
+                devices=[device] if device.type == "cuda" else []
+            ):  # eval must not shift training RNG
+                last_val = evaluate(model, tokenizer, cfg, "val", max_batches=cfg.eval.batches, device=device)
+            log.log(step, {k: v for k, v in last_val.items() if isinstance(v, (int, float))}, kind="val")
+        if step % t.ckpt_every == 0 or step == t.max_steps:
+            if dist.is_main:
+                full = {**state, "data": source.state_dict(), "rng": ckpt_io.rng_state()}
+                ckpt_io.save_checkpoint(run_dir, step, model, optimizer, full, cfg, tokenizer, t.keep_checkpoints)
+            if dist.enabled:
+                torch.distributed.barrier()
+        _fault_after_step(step)
+    log.close()
+
+    summary = _summary(cfg, model, state, last_loss, last_val)
+    if dist.is_main:
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    if on_end is not None:
+        on_end(model)
+    return summary
+
+
+def _summary(cfg, model, state, last_loss, last_val) -> dict:
+    fpt = model.flops_per_token(cfg.data.seq_len) if hasattr(model, "flops_per_token") else None
+    n_params = model.num_params() if hasattr(model, "num_params") else sum(p.numel() for p in model.parameters())
+    return {
+        "variant": cfg.model.variant,
+        "params": n_params,
+        "flops_per_token": fpt,
+        "train_flops": None if fpt is None else fpt * state["tokens_seen"],
+        "seq_len": cfg.data.seq_len,
+        "steps": state["step"],
+        "tokens_seen": state["tokens_seen"],
+        "train_time_s": state["train_time"],
+        "tokens_per_s": state["tokens_seen"] / max(state["train_time"], 1e-9),
+        "final_train_loss": last_loss,
+        "val": last_val,
+    }
+
+
+def _diverged(run_dir: Path, step: int, what: str):
+    last = ckpt_io.find_checkpoint(run_dir)
+    where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    raise TrainingDiverged(f"training diverged: non-finite {what} at step {step + 1}; {where} (try a lower train.lr)")
+
+
+def _fault_after_step(step: int) -> None:
+    ckpt_io._fault("kill_after_step", step)

@@ -1,0 +1,1 @@
+"""Plots: loss curves and comparison charts (plots.py), fork maps (bubbles.py), latent diagnostics (latents.py)."""

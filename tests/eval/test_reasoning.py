@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from latentlm.data.reasoning import ReasoningExample
+from latentlm.eval.reasoning import evaluate_reasoning, extract_answer
+
+
+def test_answer_extraction_follows_the_official_metric():
+    assert extract_answer("3*4=12\n2+12=14\n### 1,014\nmore") == "1014"
+    assert extract_answer("Tom is a wumpus.\n### Tom is a  wumpus.") == "Tom is a wumpus."
+    assert extract_answer("no marker") == ""
+
+
+class Oracle(torch.nn.Module):
+    """A stand-in model whose generation writes a fixed continuation, with one latent step per row."""
+
+    def __init__(self, tok, replies, cfg):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.tok, self.replies, self.config = tok, replies, cfg
+        E = torch.nn.Embedding(tok.vocab_size, 4)
+        torch.nn.init.constant_(E.weight, 1.0)
+        self.base = type("B", (), {"get_input_embeddings": lambda self_: E})()
+
+    def generate(self, ids, n, attention_mask=None, policy=None, return_trace=True):
+        rows = [self.tok.encode(r) + [self.tok.eos_id] for r in self.replies[: ids.shape[0]]]
+        self.replies = self.replies[ids.shape[0] :]
+        width = max(map(len, rows))
+        new = torch.tensor([r + [self.tok.eos_id] * (width - len(r)) for r in rows])
+        latent = torch.ones(ids.shape[0], dtype=torch.bool)
+        z1, z2 = torch.ones(ids.shape[0], 4) * 2, torch.ones(ids.shape[0], 4) * -2
+        return torch.cat([ids, new], 1), {
+            "latent_steps": torch.full((ids.shape[0],), 2),
+            "latents": [(latent, z1), (latent, z2)],
+        }
+
+
+def test_accuracy_token_counts_and_collapse_diagnostics():
+    from latentlm.data.tokenizer import char_tokenizer
+    from latentlm.models.latent_thoughts import Config
+
+    tok = char_tokenizer()
+    tok.add_special_tokens(Config().special_tokens)  # a run's tokenizer carries them (checked by the evaluator)
+    exs = [ReasoningExample("1+1?", [], "2"), ReasoningExample("2+2?", [], "4"), ReasoningExample("3+3?", [], "6")]
+    model = Oracle(tok, ["1+1=2\n### 2", "### 5", "x\n### 6"], Config(method="cot", max_seq_len=128))
+    res = evaluate_reasoning(model, tok, exs, batch_size=2)
+    assert res["accuracy"] == pytest.approx(2 / 3) and res["n"] == 3
+    assert res["generated_tokens"] == pytest.approx((len("1+1=2\n### 2") + len("### 5") + len("x\n### 6")) / 3)
+    assert res["latent_steps"] == 2
+    assert res["latent_norm_ratio"] == pytest.approx(2.0)  # |(+-2, +-2, +-2, +-2)| = 4 over |(1, 1, 1, 1)| = 2
+    assert res["successive_latent_cosine"] == pytest.approx(-1.0)
