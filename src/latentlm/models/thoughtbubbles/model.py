@@ -1,0 +1,250 @@
+"""Thoughtbubbles (Liu, Murty, Manning, Csordás; arXiv 2510.00219): forking and pruning residual streams.
+
+The mechanics follow the authors' code (shared/research/thoughtbubbles.md):
+- fork layers (fork.py) clone or drop streams under a budget, with cumulative log-space scores c = log p;
+- attenuation in every block after the first fork (§4): residual updates x p, values x p, and an additive key
+  bias c / sqrt(head_dim) riding in a head channel of SDPA's causal kernel (no dense mask);
+- fork-aware fractional RoPE (§5): the n streams of token t sit at t - 1 + 1/n, ..., t;
+- a merge at the output (merge.py) and next-token cross-entropy at the original positions.
+The global budget lets later tokens decide which earlier forks survive (a leak, measured by eval/leak.py); the
+`causal` budget decides per token from its own streams only, which allows KV-cached generation.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+
+from latentlm.models.decoder import Decoder, sampling_loop
+from latentlm.models.thoughtbubbles.config import ThoughtbubblesConfig
+from latentlm.models.thoughtbubbles.fork import DEAD, ForkLayer, StreamState, stream_positions, tokens_count
+from latentlm.models.thoughtbubbles.merge import distribution_merge, residual_merge
+from latentlm.nn import AttnContext, KVCache
+from latentlm.outputs import LMOutput
+
+
+class Thoughtbubbles(Decoder):
+    config: ThoughtbubblesConfig
+
+    def __init__(self, config: ThoughtbubblesConfig):
+        super().__init__(config)
+        c = config
+        layers = c.fork_layers[:1] if c.duplicate_tokens else c.fork_layers  # duplicates fork once, unscored
+        self.forks = nn.ModuleDict(
+            {
+                str(i): ForkLayer(c.d_model, c.norm_eps, c.score_clip, c.fork_embedding, scored=not c.duplicate_tokens)
+                for i in layers
+            }
+        )
+        for fork in self.forks.values():
+            if hasattr(fork, "score"):
+                nn.init.normal_(fork.score.weight, 0.0, c.init_std)
+            if fork.fork_emb is not None:
+                nn.init.normal_(fork.fork_emb, 0.0, c.d_model**-0.5)
+        self.last_streams: list[float] | None = None  # streams per token entering each block, last forward
+
+    @property
+    def score_note(self) -> str:
+        c = self.config
+        if not c.fork_layers:
+            return "exact next-token likelihood (no fork layers)"
+        if c.budget_mode == "global" and not c.duplicate_tokens:
+            return "global top-k budget: earlier positions can depend on later tokens (leak; see eval leak)"
+        return "exact causal next-token likelihood"
+
+    # --- streams through the blocks -----------------------------------------------------------------------
+
+    def initial_state(self, input_ids, attention_mask=None) -> StreamState:
+        B, T = input_ids.shape
+        alive = (
+            torch.ones(B, T, dtype=torch.bool, device=input_ids.device)
+            if attention_mask is None
+            else attention_mask.bool()
+        )
+        c = torch.where(alive, 0.0, DEAD).float()
+        tau = torch.arange(T, device=input_ids.device).expand(B, T)
+        return StreamState(self.embed(input_ids), c, tau, alive)
+
+    def run_streams(self, s: StreamState, n_tokens: int, offset: torch.Tensor, cache: KVCache | None = None):
+        """Blocks and fork layers over a chunk of n_tokens new tokens; offset (B,) = live tokens before it."""
+        c, stats = self.config, {}
+        bounds = sorted({0, c.n_layers, *c.fork_layers})
+        live = s.alive.sum(1)
+        attenuate = not bool(s.alive.all())  # padding must be masked from the first block on
+        forked = False
+        for a, b in zip(bounds, bounds[1:]):
+            if a in c.fork_layers:
+                s = self.fork(a, s, n_tokens, live)
+                attenuate = attenuate or not c.duplicate_tokens
+                forked = True
+                stats[a] = s
+            ctx = self.stream_context(s, n_tokens, offset, cache, attenuate, forked)
+            gate = s.p.to(s.h.dtype) if attenuate else None
+            for block in self.blocks[a:b]:
+                s.h = block(s.h, ctx, gate=gate)
+        return s, stats
+
+    def fork(self, layer: int, s: StreamState, n_tokens: int, live: torch.Tensor) -> StreamState:
+        c = self.config
+        if c.duplicate_tokens:  # the baseline doubles once, at the first fork layer
+            return self.forks[str(layer)].duplicate(s) if layer == c.fork_layers[0] else s
+        fork = self.forks[str(layer)]
+        if c.budget_mode == "causal":
+            return fork.fork_causal(s, c.causal_threshold, c.causal_cap, n_tokens)
+        noise = c.gumbel_scale if self.training else 0.0
+        return fork.fork_global(s, c.budget, n_tokens, live, noise)
+
+    def stream_context(
+        self, s: StreamState, n_tokens: int, offset: torch.Tensor, cache, attenuate: bool, forked: bool
+    ) -> AttnContext:
+        pos = stream_positions(s.tau, s.alive, n_tokens) - 1 + offset[:, None]  # token t's last stream at t
+        if not attenuate and cache is None:  # p = 1 everywhere: no key bias, no value scale
+            # integer positions (the RoPE table, bitwise like GPT) only while every token has one stream
+            return AttnContext(rope=self.rope(pos if forked else pos.round().long()))
+        scale = self.config.head_dim**-0.5 if self.config.bias_scale == "sqrt" else 1.0
+        return AttnContext(
+            rope=self.rope(pos),
+            key_bias=s.c * scale,
+            value_scale=s.p,
+            cache=cache,
+            bias_channel=self.config.bias_channel,
+        )
+
+    def merge(self, s: StreamState, n_tokens: int) -> torch.Tensor:
+        fn = residual_merge if self.config.merge == "residual" else distribution_merge
+        return fn(s, n_tokens, self.norm, self.head)
+
+    # --- the variant contract ------------------------------------------------------------------------------
+
+    def forward(self, input_ids, labels=None, attention_mask=None, **batch) -> LMOutput:
+        self.check_input(input_ids)
+        B, T = input_ids.shape
+        s = self.initial_state(input_ids, attention_mask)
+        live = s.alive.sum(1)
+        s, stats = self.run_streams(s, T, torch.zeros(B, device=input_ids.device))
+        logits = self.merge(s, T)
+        self.last_streams = self._stream_counts(stats, live)
+        metrics = {}
+        for layer, st in stats.items():
+            per_token = tokens_count(st.tau, st.alive, T)[:, :T]  # (B, T)
+            real = per_token > 0
+            metrics[f"fork{layer}/streams_per_token"] = (per_token.sum() / real.sum().clamp(min=1)).detach()
+            metrics[f"fork{layer}/frac_forked"] = ((per_token > 1).sum() / real.sum().clamp(min=1)).float().detach()
+            metrics[f"fork{layer}/mean_p"] = st.p[st.alive].mean().detach()
+        loss = None if labels is None else self.lm_loss(logits, labels)
+        return LMOutput(loss=loss, logits=logits, metrics=metrics)
+
+    def _stream_counts(self, stats, live) -> list[float]:
+        counts, n = [], 1.0
+        for layer in range(self.config.n_layers):
+            if layer in stats:
+                n = float(stats[layer].alive.sum() / live.sum().clamp(min=1))
+            counts.append(n)
+        return counts
+
+    @torch.no_grad()
+    def fork_map(self, input_ids: torch.Tensor) -> dict:
+        """For bubble maps: streams per token after each fork layer {layer: (B, T)} and the mean p per token."""
+        was = self.training
+        self.eval()
+        T = input_ids.shape[1]
+        s, stats = self.run_streams(
+            self.initial_state(input_ids), T, torch.zeros(input_ids.shape[0], device=input_ids.device)
+        )
+        self.train(was)
+        out = {}
+        for layer, st in stats.items():
+            count = tokens_count(st.tau, st.alive, T)[:, :T]
+            psum = torch.zeros(st.c.shape[0], T + 1).scatter_add_(1, st.tau, st.p * st.alive)[:, :T]
+            out[layer] = {"streams": count, "mean_p": psum / count.clamp(min=1)}
+        return out
+
+    def generate(
+        self, input_ids, max_new_tokens, sampling=None, *, attention_mask=None, eos_token_id=None, callback=None
+    ):
+        c = self.config
+        if c.budget_mode == "global" and c.fork_layers and not c.duplicate_tokens:
+            warnings.warn(
+                "thoughtbubbles with a global budget has no valid KV cache (appending a token can evict "
+                "earlier streams): generate() recomputes the whole sequence for every token",
+                stacklevel=2,
+            )
+            return self._generate_recompute(input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback)
+        with torch.inference_mode():
+            ids = self._generate_cached(input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback)
+        return ids.clone()
+
+    @torch.no_grad()
+    def _generate_recompute(self, input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback):
+        state = {"ids": input_ids, "mask": attention_mask}
+
+        def next_logits(tok):
+            if tok is not None:
+                state["ids"] = torch.cat([state["ids"], tok[:, None]], 1)
+                if state["mask"] is not None:
+                    state["mask"] = torch.cat([state["mask"], torch.ones_like(tok[:, None])], 1)
+            return self(state["ids"], attention_mask=state["mask"]).logits[:, -1].float()
+
+        self.check_input(input_ids, extra=max_new_tokens)
+        return sampling_loop(input_ids, max_new_tokens, sampling, eos_token_id, callback, next_logits)
+
+    def _generate_cached(self, input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback):
+        next_logits = self.cached_stepper(input_ids, attention_mask, input_ids.shape[1] + max_new_tokens)
+        return sampling_loop(input_ids, max_new_tokens, sampling, eos_token_id, callback, next_logits)
+
+    def cached_stepper(self, input_ids, attention_mask, total_len: int):
+        """Cached decoding (causal budget or duplicated tokens): next(None) prefills the prompt and returns its last
+        logits (B, V); next(tok) appends the column tok (B,) and returns the next logits."""
+        c = self.config
+        B = input_ids.shape[0]
+        per_token = 2 if c.duplicate_tokens else c.causal_cap
+        p = self.tok_emb.weight
+        cache = KVCache(
+            c.n_layers, B, c.kv_heads, c.head_dim, total_len * per_token, dtype=p.dtype, device=p.device, key_bias=True
+        )
+        offset = torch.zeros(B, device=input_ids.device)
+
+        def next_logits(tok):
+            nonlocal offset
+            ids, mask = (input_ids, attention_mask) if tok is None else (tok[:, None], None)
+            s = self.initial_state(ids, mask)
+            n = ids.shape[1]
+            s, _ = self.run_streams(s, n, offset, cache)
+            offset = offset + tokens_count(s.tau, s.alive, n)[:, :n].gt(0).sum(1)  # live tokens so far
+            return self.merge(s, n)[:, -1].float()
+
+        return next_logits
+
+    # --- accounting ----------------------------------------------------------------------------------------
+
+    def stream_multipliers(self, seq_len: int) -> list[float]:
+        """Streams per token entering each block. Global budget: exact (top-k keeps exactly k); causal: the
+        counts of the last forward, or the cap as an upper bound before any forward."""
+        c, n, out = self.config, float(seq_len), []
+        if c.budget_mode == "causal" and not c.duplicate_tokens and self.last_streams is not None:
+            return list(self.last_streams)
+        for layer in range(c.n_layers):
+            if layer in c.fork_layers:
+                if c.duplicate_tokens:
+                    n = 2 * seq_len if layer == c.fork_layers[0] else n
+                elif c.budget_mode == "global":
+                    n = min(math.ceil(c.budget * seq_len), 2 * n)
+                else:
+                    n = min(c.causal_cap * seq_len, 2 * n)
+            out.append(n / seq_len)
+        return out
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per input token: every block's matmuls and causal attention scale with its streams."""
+        c = self.config
+        layer_matmul = (self.matmul_params() - c.d_model * c.vocab_size) / c.n_layers
+        fwd = 0.0
+        for m in self.stream_multipliers(seq_len):
+            n = m * seq_len
+            fwd += m * (2 * layer_matmul + 4 * c.n_heads * c.head_dim * (n + 1) / 2)
+        head_streams = self.stream_multipliers(seq_len)[-1] if c.merge == "distribution" else 1.0
+        fwd += head_streams * 2 * c.d_model * c.vocab_size + len(c.fork_layers) * 2 * 2 * c.d_model
+        return 3 * fwd
