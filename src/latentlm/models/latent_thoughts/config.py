@@ -1,0 +1,93 @@
+"""Configuration of latent thoughts on a pretrained LM: Coconut, LT-Tuning, Soft Thinking and their baselines."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from latentlm.errors import ConfigError
+
+METHODS = ("nocot", "cot", "pause", "coconut", "lt_tuning", "soft_thinking")
+
+
+@dataclass
+class LatentThoughtsConfig:
+    variant: str = "latent_thoughts"
+    """Which model to build: gpt | thoughtbubbles | free_transformer | latent_thoughts."""
+    base_model: str = "smollm2"
+    """A local HF causal-LM folder, or a prepared name (smollm2 -> `latentlm data prepare smollm2`)."""
+    method: Literal["nocot", "cot", "pause", "coconut", "lt_tuning", "soft_thinking"] = "coconut"
+    """nocot | cot (CoT-SFT) | pause (pause tokens) | coconut | lt_tuning | soft_thinking (inference on a CoT model)."""
+    max_seq_len: int = 384
+    """Longest sequence (prompt, latents and answer) the run accepts."""
+    special_tokens: list[str] = field(default_factory=lambda: ["<bot>", "<eot>", "<latent>", "<thinking>"])
+    """Added to the base tokenizer in this order (embeddings initialised from `init_token`)."""
+    init_token: str = "<<"
+    """Existing token whose embedding initialises the special tokens (Coconut uses "<<")."""
+    latent_embedding: Literal["auto", "hidden", "fusion", "soft"] = "auto"
+    """Input embedding of a latent: auto = the method's (coconut: hidden, lt_tuning: stage 2 hidden, stage 3 fusion,
+    soft_thinking: soft)."""
+    fusion_alpha: float = 0.6
+    """LT-Tuning: weight of the hidden state in alpha * h + (1 - alpha) * E^T p~ (alpha = 1 is Coconut)."""
+    fusion_top_p: float = 0.9
+    fusion_temperature: float = 1.0
+    soft_top_k: int = 10
+    """Soft Thinking: concept token over the top-k tokens (after temperature and min-p)."""
+    soft_min_p: float = 0.001
+    soft_temperature: float = 0.6
+    adapter: bool = False
+    """Map latents through Linear -> GELU -> Linear -> LayerNorm (LT-Tuning + Adapter)."""
+    adapter_hidden: int = 1024
+    # curricula (data transforms; the stage is the data source's phase)
+    c_thought: int = 1
+    """Coconut: latents per replaced reasoning step."""
+    max_latent_stage: int = 3
+    """Coconut: stages 1..max replace the first k steps; the last stage keeps k*c latents and drops all steps."""
+    pause_tokens: int = 3
+    """pause baseline: <latent> tokens (plain, learned embeddings) between question and answer."""
+    stage_steps: list[int] = field(default_factory=lambda: [100, 100, 100])
+    """Optimizer steps per curriculum stage (Coconut: stage 0 = CoT, then one entry per stage, the last one
+    repeats; LT-Tuning: its stages 1, 2, 3)."""
+    lt_threshold: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.2])
+    """LT-Tuning: a response token is a candidate when p(gold) under the current model is below this, per stage."""
+    lt_cap: list[int] = field(default_factory=lambda: [0, 6, 8])
+    """LT-Tuning: at most this many insertion points per example, per stage."""
+    lt_insert_prob: list[float] = field(default_factory=lambda: [0.0, 0.85, 0.95])
+    lt_second_prob: list[float] = field(default_factory=lambda: [0.0, 0.15, 0.2])
+    # inference
+    policy: Literal["auto", "fixed", "learned", "threshold", "cold_stop", "none"] = "auto"
+    """auto = the method's: coconut fixed count, lt_tuning learned <thinking>, soft_thinking cold stop, else none."""
+    n_latents: int = 3
+    """fixed policy: latents after <bot>."""
+    threshold: float = 0.5
+    """threshold policy: a latent step whenever the top next-token probability is below this."""
+    threshold_cap: int = 8
+    """threshold / cold-stop policies: at most this many latent steps."""
+    cold_stop_entropy: float = 0.01
+    """cold stop: end thinking when the entropy (nats) stays below this ..."""
+    cold_stop_steps: int = 4
+    """... for this many consecutive steps (Soft Thinking's k; scaled down for small models)."""
+
+    @property
+    def n_stages(self) -> int:
+        return self.max_latent_stage + 1 if self.method == "coconut" else 3 if self.method == "lt_tuning" else 1
+
+    def validate(self) -> None:
+        if self.max_seq_len < 8:
+            raise ConfigError(f"model.max_seq_len={self.max_seq_len} is too short")
+        if not 0 <= self.fusion_alpha <= 1:  # (NaN fails the comparison, so it is rejected too)
+            raise ConfigError(f"model.fusion_alpha={self.fusion_alpha} must be in [0, 1]")
+        if self.c_thought < 1 or self.max_latent_stage < 0 or self.n_latents < 0:
+            raise ConfigError("model.c_thought must be >= 1, model.max_latent_stage and model.n_latents >= 0")
+        if not self.stage_steps or any(s < 1 for s in self.stage_steps):
+            raise ConfigError(f"model.stage_steps={self.stage_steps} must list positive step counts")
+        for name in ("lt_threshold", "lt_cap", "lt_insert_prob", "lt_second_prob"):
+            if len(getattr(self, name)) != 3:
+                raise ConfigError(f"model.{name} needs one value per LT-Tuning stage (3)")
+        needed = {"coconut": ["<bot>", "<eot>", "<latent>"], "lt_tuning": ["<thinking>"], "pause": ["<latent>"]}
+        missing = [t for t in needed.get(self.method, []) if t not in self.special_tokens]
+        if missing:
+            raise ConfigError(f"model.special_tokens lacks {missing} which method {self.method!r} needs")
+
+    def tokenizer_path(self):
+        from latentlm.models.latent_thoughts.base import resolve_base
+
+        return resolve_base(self.base_model)

@@ -1,0 +1,217 @@
+"""Curricula as data transforms: (example, method, stage) -> (input_ids, labels), and the trainer's data source.
+
+Layouts (labels are pre-shifted targets; -100 where nothing is learned):
+    nocot     question\\n ### answer<eos>                          supervise the answer
+    cot       question\\n step1\\n ... ### answer<eos>              supervise steps and answer
+    pause     question\\n <latent>*n ### answer<eos>                pause tokens are plain (learned) tokens
+    coconut   question\\n <bot> <latent>*(k*c) <eot> step_{k+1}\\n ... ### answer<eos>        (Coconut §3)
+              stage k replaces the first k steps; at the last stage every step is gone; question, <bot>, latents and
+              <eot> are not supervised. Stage 0 is CoT with an empty <bot><eot>.
+    lt_tuning stage 1: cot. Stages 2-3: a <thinking> token (twice with some probability) is inserted before response
+              tokens the current model finds hard (p(gold) < tau), at most `cap` points, and <thinking> is supervised
+              (the model learns to emit it). The probabilities come from scoring exactly the token sequence trained on.
+Latent positions are the positions holding <latent> (coconut) or <thinking> (lt_tuning); the model replaces their
+input embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+
+from latentlm.data.reasoning import ReasoningExample
+from latentlm.errors import InputError
+
+IGNORE = -100
+
+
+def encode_parts(ex: ReasoningExample, tok) -> tuple[list[int], list[list[int]], list[int]]:
+    q = tok.encode(ex.question + "\n")
+    steps = [tok.encode(s + "\n") for s in ex.steps]
+    answer = tok.encode("### " + ex.answer) + [tok.eos_id]
+    return q, steps, answer
+
+
+def prompt_ids(ex: ReasoningExample, method: str, cfg, tok) -> list[int]:
+    """What generation starts from for each method."""
+    q = tok.encode(ex.question + "\n")
+    if method == "coconut":
+        return q + [tok.token_id("<bot>")]
+    if method == "pause":
+        return q + [tok.token_id("<latent>")] * cfg.pause_tokens
+    return q
+
+
+def render(ex: ReasoningExample, method: str, stage: int, cfg, tok, insertions: list[tuple[int, int]] | None = None):
+    """-> (input_ids, labels) for one example in the given method and stage."""
+    q, steps, answer = encode_parts(ex, tok)
+    parts: list[tuple[list[int], bool]] = [(q, False)]  # (tokens, supervised)
+    if method == "nocot":
+        parts.append((answer, True))
+    elif method in ("cot", "soft_thinking") or (method == "lt_tuning" and stage == 0):
+        parts += [(s, True) for s in steps] + [(answer, True)]
+    elif method == "pause":
+        parts += [([tok.token_id("<latent>")] * cfg.pause_tokens, False), (answer, True)]
+    elif method == "coconut":
+        k = min(stage, cfg.max_latent_stage)
+        kept = [] if stage >= cfg.max_latent_stage else steps[k:]
+        latents = [tok.token_id("<latent>")] * (k * cfg.c_thought)
+        parts += [([tok.token_id("<bot>"), *latents, tok.token_id("<eot>")], False)]
+        parts += [(s, True) for s in kept] + [(answer, True)]
+    elif method == "lt_tuning":
+        response = [t for s in steps for t in s] + answer
+        thinking = tok.token_id("<thinking>")
+        out = []
+        counts = dict(insertions or [])
+        for i, t in enumerate(response):
+            out += [thinking] * counts.get(i, 0) + [t]
+        parts.append((out, True))
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    ids = [t for p, _ in parts for t in p]
+    sup = [s for p, s in parts for _ in p]
+    labels = [ids[t + 1] if sup[t + 1] else IGNORE for t in range(len(ids) - 1)] + [IGNORE]
+    return ids, labels
+
+
+def coconut_stage(step: int, cfg) -> int:
+    """Stage of optimizer step `step`: stage_steps[i] steps in stage i, the last entry repeating up to max stage."""
+    bounds, total = [], 0
+    for i in range(cfg.max_latent_stage + 1):
+        total += cfg.stage_steps[min(i, len(cfg.stage_steps) - 1)]
+        bounds.append(total)
+    return next((i for i, b in enumerate(bounds) if step < b), cfg.max_latent_stage)
+
+
+def lt_stage(step: int, cfg) -> int:
+    total = 0
+    for i, n in enumerate(cfg.stage_steps[:3]):
+        total += n
+        if step < total:
+            return i
+    return 2
+
+
+def choose_insertions(response_logp: list[float], stage: int, cfg, rng: random.Random) -> list[tuple[int, int]]:
+    """LT-Tuning's confidence-driven insertion: candidates have p(gold) < tau; sample up to `cap` of them; each gets
+    one <thinking> with prob insert_prob, a second with prob second_prob. -> [(response index, count)]."""
+    tau, cap = cfg.lt_threshold[stage], cfg.lt_cap[stage]
+    cands = [i for i, lp in enumerate(response_logp) if math.exp(lp) < tau]
+    chosen = sorted(rng.sample(cands, min(cap, len(cands))))
+    out = []
+    for i in chosen:
+        if rng.random() < cfg.lt_insert_prob[stage]:
+            out.append((i, 2 if rng.random() < cfg.lt_second_prob[stage] else 1))
+    return out
+
+
+class ReasoningSource:
+    """The trainer's data source for latent thoughts: epochs over the examples, the curriculum stage as its phase."""
+
+    def __init__(
+        self,
+        examples: list[ReasoningExample],
+        cfg,
+        tok,
+        micro_batch: int,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        split: str = "train",
+    ):
+        from latentlm.models.latent_thoughts.base import check_special_tokens
+
+        check_special_tokens(tok, cfg.model.special_tokens)
+        self.examples, self.cfg, self.run_cfg = examples, cfg.model, cfg
+        self.tok, self.micro_batch, self.seed = tok, micro_batch, seed
+        self.rank, self.world_size, self.split = rank, world_size, split
+        self.method = cfg.model.method
+        self.pos, self.stage = 0, 0
+        self.insertions: dict[int, list[tuple[int, int]]] = {}
+        self.insertion_stage = -1
+
+    # --- phases ------------------------------------------------------------------------------------------------
+
+    def phase(self, step: int) -> int:
+        if self.method == "coconut":
+            return coconut_stage(step, self.cfg)
+        if self.method == "lt_tuning":
+            return lt_stage(step, self.cfg)
+        return 0
+
+    def begin_phase(self, phase: int, model) -> None:
+        self.stage = phase
+        if self.method == "lt_tuning" and phase > 0 and self.insertion_stage != phase:
+            self.insertions = self.score_insertions(model, phase)
+            self.insertion_stage = phase
+
+    @torch.no_grad()
+    def score_insertions(self, model, stage: int) -> dict[int, list[tuple[int, int]]]:
+        """Score every example's CoT token sequence (the one insertion will be applied to) with the current model."""
+        rng = random.Random(self.seed * 1000 + stage)
+        out = {}
+        was = model.training
+        model.eval()
+        for i, ex in enumerate(self.examples):
+            ids, _ = render(ex, "cot", 0, self.cfg, self.tok)
+            q_len = len(encode_parts(ex, self.tok)[0])
+            logp = model.score(torch.tensor([ids], device=_device(model)))[0, q_len:].tolist()
+            out[i] = choose_insertions(logp, stage, self.cfg, rng)
+        model.train(was)
+        return out
+
+    # --- batches -----------------------------------------------------------------------------------------------
+
+    def _order(self, g: int) -> int:
+        epoch, i = divmod(g, len(self.examples))
+        return int(np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))[i])
+
+    def render_index(self, i: int):
+        ids, labels = render(self.examples[i], self.method, self.stage, self.cfg, self.tok, self.insertions.get(i))
+        if len(ids) > self.cfg.max_seq_len:
+            raise InputError(
+                f"example {i} needs {len(ids)} tokens at stage {self.stage} (method {self.method}), more than "
+                f"model.max_seq_len={self.cfg.max_seq_len}; raise it, shorten the data or use fewer latents"
+            )
+        return ids, labels
+
+    def collate(self, rows) -> dict[str, torch.Tensor]:
+        T = max(len(ids) for ids, _ in rows)
+        ids = torch.full((len(rows), T), self.tok.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+        mask = torch.zeros(len(rows), T, dtype=torch.long)
+        for r, (x, y) in enumerate(rows):
+            ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask, "stage": torch.tensor(self.stage)}
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        start = self.pos + self.rank * self.micro_batch
+        self.pos += self.micro_batch * self.world_size
+        return self.collate([self.render_index(self._order(g)) for g in range(start, start + self.micro_batch)])
+
+    def eval_batches(self, batch_size: int, max_batches: int | None = None):
+        n = len(self.examples) if max_batches is None else min(len(self.examples), batch_size * max_batches)
+        for s in range(0, n, batch_size):
+            batch = self.collate([self.render_index(i) for i in range(s, min(n, s + batch_size))])
+            yield {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+
+    def state_dict(self) -> dict:
+        return {
+            "pos": self.pos,
+            "stage": self.stage,
+            "insertion_stage": self.insertion_stage,
+            "insertions": {str(k): v for k, v in self.insertions.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pos, self.stage = int(state["pos"]), int(state["stage"])
+        self.insertion_stage = int(state.get("insertion_stage", -1))
+        self.insertions = {int(k): [tuple(x) for x in v] for k, v in state.get("insertions", {}).items()}
+
+
+def _device(model):
+    return next(model.parameters()).device

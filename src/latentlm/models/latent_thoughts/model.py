@@ -1,0 +1,170 @@
+"""Latent thoughts on a pretrained causal LM: Coconut (Hao et al. 2024), LT-Tuning (Liu et al. 2026), Soft
+Thinking (Zhang et al. 2025), and the No-CoT / CoT-SFT / pause-token baselines, under the variant contract.
+
+A latent position holds a marker token (<latent> for Coconut, <thinking> for LT-Tuning) whose input embedding is
+replaced by a vector built from the previous position's outputs (fusion.py). Training and scoring run the batched
+frontier passes (passes.py); generation is batched and KV-cached with per-row switching (generate.py,
+policies.py). The curriculum stage arrives with the batch ("stage"), which picks LT-Tuning's builder: hidden
+state in stage 2, context-prediction fusion in stage 3.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentlm.data.tokenizer import Tokenizer
+from latentlm.models.decoder import token_logprobs
+from latentlm.models.latent_thoughts import policies as P
+from latentlm.models.latent_thoughts.base import add_special_tokens, load_base, resolve_base
+from latentlm.models.latent_thoughts.config import LatentThoughtsConfig
+from latentlm.models.latent_thoughts.fusion import Adapter, LatentBuilder
+from latentlm.models.latent_thoughts.generate import generate_latent
+from latentlm.models.latent_thoughts.passes import LlamaRunner, frontier_forward
+from latentlm.outputs import LMOutput
+
+
+class LatentThoughts(nn.Module):
+    def __init__(self, config: LatentThoughtsConfig):
+        super().__init__()
+        config.validate()
+        self.config = c = config
+        path = resolve_base(c.base_model)
+        self.base = load_base(path)
+        self.tokenizer = Tokenizer.load(path)
+        self.ids = dict(
+            zip(c.special_tokens, add_special_tokens(self.base, self.tokenizer, c.special_tokens, c.init_token))
+        )
+        self.runner = LlamaRunner(self.base)
+        d = self.base.config.hidden_size
+        self.adapter = Adapter(d, c.adapter_hidden) if c.adapter else None
+        self.ddp_find_unused_parameters = c.adapter  # batches without latents leave the adapter unused
+        self.latent_ids = {"coconut": [self.ids.get("<latent>")], "lt_tuning": [self.ids.get("<thinking>")]}.get(
+            c.method, []
+        )
+        self.stage = c.n_stages - 1  # inference uses the final stage's latents; training batches say otherwise
+
+    @property
+    def vocab_size(self) -> int:
+        return self.base.get_input_embeddings().weight.shape[0]
+
+    @property
+    def score_note(self) -> str:
+        if self.latent_ids:
+            return f"next-token likelihood with latents at the {self.config.method} marker positions"
+        return "exact next-token likelihood of the fine-tuned base model"
+
+    def builder(self, stage: int | None = None) -> LatentBuilder:
+        c, stage = self.config, self.stage if stage is None else stage
+        kind = c.latent_embedding
+        if kind == "auto":
+            kind = {"coconut": "hidden", "soft_thinking": "soft"}.get(c.method, "fusion")
+            if c.method == "lt_tuning" and stage < 2:
+                kind = "hidden"
+        temperature = c.soft_temperature if kind == "soft" else c.fusion_temperature
+        return LatentBuilder(
+            kind,
+            self.base.get_input_embeddings(),
+            alpha=c.fusion_alpha,
+            top_p=c.fusion_top_p,
+            temperature=temperature,
+            masked=[self.ids["<thinking>"]] if "<thinking>" in self.ids else None,
+            top_k=c.soft_top_k,
+            min_p=c.soft_min_p,
+            adapter=self.adapter,
+        )
+
+    def latent_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        for i in self.latent_ids:
+            mask |= input_ids == i
+        return mask if attention_mask is None else mask & attention_mask.bool()
+
+    # --- the variant contract --------------------------------------------------------------------------------
+
+    def forward(self, input_ids, labels=None, attention_mask=None, stage=None, **batch) -> LMOutput:
+        if input_ids.shape[1] > self.config.max_seq_len:
+            from latentlm.errors import InputError
+
+            raise InputError(
+                f"sequence of {input_ids.shape[1]} tokens exceeds model.max_seq_len={self.config.max_seq_len}"
+            )
+        latent = self.latent_mask(input_ids, attention_mask)
+        metrics = {}
+        if bool(latent.any()):
+            stage = self.stage if stage is None else int(stage)
+            logits, _, n_pass, _ = frontier_forward(self.runner, input_ids, attention_mask, latent, self.builder(stage))
+            metrics["n_latent_passes"] = float(n_pass)
+            metrics["latents_per_row"] = float(latent.sum(1).float().mean())
+        else:
+            logits = self.base(input_ids=input_ids, attention_mask=attention_mask).logits
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+            metrics["ce"] = loss.detach()
+        return LMOutput(loss=loss, logits=logits, metrics=metrics)
+
+    def score(self, input_ids, attention_mask=None) -> torch.Tensor:
+        with torch.inference_mode():
+            out = token_logprobs(self(input_ids, attention_mask=attention_mask).logits, input_ids, attention_mask)
+        return out.clone()
+
+    def policy(self, name: str | None = None) -> P.Policy:
+        c = self.config
+        name = name or c.policy
+        if name == "auto":
+            name = {"coconut": "fixed", "lt_tuning": "learned", "soft_thinking": "cold_stop"}.get(c.method, "none")
+        answer = self.tokenizer.encode("###")[0]
+        marker = self.ids.get("<latent>", -1)
+        return {
+            "none": lambda: P.NoLatents(),
+            "fixed": lambda: P.FixedCount(c.n_latents, self.ids["<eot>"], marker),
+            "learned": lambda: P.LearnedThinking(self.ids["<thinking>"], c.threshold_cap * 8),
+            "threshold": lambda: P.ConfidenceThreshold(
+                c.threshold, c.threshold_cap, self.ids.get("<thinking>", marker)
+            ),
+            "cold_stop": lambda: P.ColdStop(c.cold_stop_entropy, c.cold_stop_steps, c.threshold_cap, answer),
+        }[name]()
+
+    def generate(
+        self,
+        input_ids,
+        max_new_tokens,
+        sampling=None,
+        *,
+        attention_mask=None,
+        eos_token_id=None,
+        callback=None,
+        policy: str | None = None,
+        return_trace: bool = False,
+    ):
+        if input_ids.shape[1] + max_new_tokens > self.config.max_seq_len:
+            from latentlm.errors import InputError
+
+            raise InputError(
+                f"prompt ({input_ids.shape[1]}) + max_new_tokens ({max_new_tokens}) exceeds "
+                f"model.max_seq_len={self.config.max_seq_len}"
+            )
+        ids, info = generate_latent(
+            self,
+            input_ids,
+            max_new_tokens,
+            self.policy(policy),
+            sampling,
+            attention_mask,
+            eos_token_id if eos_token_id is not None else self.tokenizer.eos_id,
+            callback,
+            trace=return_trace,
+        )
+        return (ids, info) if return_trace else ids
+
+    def prompt_ids(self, question: str) -> list[int]:
+        """A question in this method's inference format (e.g. Coconut appends <bot>)."""
+        from latentlm.data.reasoning import ReasoningExample
+        from latentlm.models.latent_thoughts.curriculum import prompt_ids
+
+        return prompt_ids(ReasoningExample(question), self.config.method, self.config, self.tokenizer)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
