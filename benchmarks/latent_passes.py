@@ -24,11 +24,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM  # noqa: E402
+from transformers import DynamicCache  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from latentlm.data.tokenizer import char_tokenizer  # noqa: E402
 from latentlm.models.latent_thoughts import Config, Model  # noqa: E402
+from latentlm.models.latent_thoughts.base import save_tiny_llama  # noqa: E402
 
 hf_logging.set_verbosity_error()
 SIZES = {
@@ -38,22 +39,16 @@ SIZES = {
 
 
 def build(s):
-    d = tempfile.mkdtemp()
-    tok = char_tokenizer()
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=tok.vocab_size,
-            hidden_size=s["hidden"],
-            intermediate_size=2 * s["hidden"],
-            num_hidden_layers=s["layers"],
-            num_attention_heads=s["heads"],
-            num_key_value_heads=s["kv"],
-            max_position_embeddings=1024,
-        )
-    ).save_pretrained(d)
-    tok.save(d)
-    return Model(Config(base_model=d, method="lt_tuning", max_seq_len=1024, latent_embedding="fusion"))
+    d = save_tiny_llama(
+        tempfile.mkdtemp(),
+        char_tokenizer(),
+        s["hidden"],
+        s["layers"],
+        s["heads"],
+        s["kv"],
+        max_position_embeddings=1024,
+    )
+    return Model(Config(base_model=str(d), method="lt_tuning", max_seq_len=1024, latent_embedding="fusion"))
 
 
 def batch(model, s):

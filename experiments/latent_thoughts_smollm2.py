@@ -29,24 +29,10 @@ METHODS = ["nocot", "cot", "pause", "coconut", "lt_tuning"]
 
 
 def tiny_base() -> str:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from latentlm.data.tokenizer import gpt2_tokenizer
+    from latentlm.models.latent_thoughts.base import save_tiny_llama
 
-    d = tempfile.mkdtemp()
-    tok = gpt2_tokenizer()
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=tok.vocab_size,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        )
-    ).save_pretrained(d)
-    tok.save(d)
-    return d
+    return str(save_tiny_llama(tempfile.mkdtemp(), gpt2_tokenizer(), hidden=64, layers=2, heads=4, kv_heads=2))
 
 
 def main():

@@ -5,14 +5,13 @@ import random
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from latentlm.data.reasoning import ReasoningExample, load_examples, prontoqa_example, prosqa_example
 from latentlm.data.tokenizer import char_tokenizer
 from latentlm.errors import InputError
 from latentlm.models.latent_thoughts import Config, Model
 from latentlm.models.latent_thoughts import policies as P
-from latentlm.models.latent_thoughts.base import check_special_tokens
+from latentlm.models.latent_thoughts.base import check_special_tokens, save_tiny_llama
 from latentlm.models.latent_thoughts.curriculum import choose_insertions, prompt_ids, render
 from latentlm.models.latent_thoughts.fusion import LatentBuilder, top_p_probs
 from latentlm.models.latent_thoughts.passes import frontier_forward
@@ -23,22 +22,7 @@ EX = ReasoningExample("2+3*4?", ["3*4=12", "2+12=14"], "14")
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_llama")
-    tok = char_tokenizer()
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=tok.vocab_size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            tie_word_embeddings=False,
-        )
-    ).save_pretrained(d)
-    tok.save(d)
-    return d
+    return save_tiny_llama(d, char_tokenizer(), max_position_embeddings=512, tie_word_embeddings=False)
 
 
 def model_for(base_dir, method="coconut", **kw) -> Model:

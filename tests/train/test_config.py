@@ -29,24 +29,10 @@ def test_commented_template_documents_every_field_and_parses_to_the_defaults():
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
     """Stand-in for a pretrained base model (configs naming smollm2 must build without preparing it in CI)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from latentlm.data.tokenizer import char_tokenizer
+    from latentlm.models.latent_thoughts.base import save_tiny_llama
 
-    d = tmp_path_factory.mktemp("base")
-    tok = char_tokenizer()
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=tok.vocab_size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-        )
-    ).save_pretrained(d)
-    tok.save(d)
-    return d
+    return save_tiny_llama(tmp_path_factory.mktemp("base"), char_tokenizer(), layers=1, heads=2, kv_heads=1)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(REPO)) for p in CONFIGS])
