@@ -1,5 +1,6 @@
 """`latentlm demo` (`make demo`): train the tiny models of DEMO_RUNS on the embedded corpus, evaluate them
-through the same evaluator, and write runs/demo/{summary.md, loss_curves.png}.
+through the same evaluator (held-out bits per byte and the causality probe), and write
+runs/demo/{summary.md, loss_curves.png}.
 
 Adding a model to the comparison is one line in DEMO_RUNS: (name, config path relative to the repo).
 """
@@ -22,6 +23,7 @@ SAMPLE_PROMPT = "ROMEO:\n"
 
 
 def run_demo(out_root: str | Path = "runs/demo", only: list[str] | None = None) -> Path:
+    from latentlm.eval.leak import measure_leak_on_run
     from latentlm.eval.perplexity import evaluate
     from latentlm.eval.report import build_report
     from latentlm.nn import SamplingConfig
@@ -43,6 +45,7 @@ def run_demo(out_root: str | Path = "runs/demo", only: list[str] | None = None) 
         model, tok = load_run(run_dir)
         val = evaluate(model, tok, cfg, "val")  # the full validation split, same for every run
         merge_results(run_dir, "val", val)
+        merge_results(run_dir, "leak", measure_leak_on_run(model, tok, cfg))  # the table's leak column
         runs[name] = run_dir
         rows.append((name, summary, val, wall))
     loss_curves(runs, out_root / "loss_curves.png", "demo: tiny models on Shakespeare")
