@@ -71,6 +71,8 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
         "",
         "Bits per byte: held-out split through each model's `score()` (the likelihood column says what that is).",
         "FLOPs: training FLOPs per token (forward + backward, from `model.flops_per_token`); x = ratio to the first run.",
+        "Leak: max |change of log p| (nats) at positions <= t when the tokens after t change (`eval --leak`); a causal "
+        "model has 0.",
         "",
         "| run | variant | params | FLOPs/token | x | train FLOPs | tokens/s | val bits/byte | leak | likelihood |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
