@@ -52,10 +52,10 @@ class _BinaryMapper(torch.autograd.Function):
     def backward(ctx, grad_out):
         logits, table, codes = ctx.saved_tensors
         grad_logits = grad_table = None
+        if ctx.needs_input_grad[0]:  # first, so its chunk buffers are gone before the table-sized gradient exists
+            grad_logits = _logit_grad(logits.float(), table, grad_out.float(), ctx.budget)
         if ctx.needs_input_grad[1]:  # dL/dW = g Y^T: only the sampled rows
             grad_table = torch.zeros_like(table).index_add_(0, codes, grad_out.to(table.dtype))
-        if ctx.needs_input_grad[0]:
-            grad_logits = _logit_grad(logits.float(), table, grad_out.float(), ctx.budget)
         return grad_logits, grad_table, None, None
 
 
