@@ -26,6 +26,9 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from latentlm.config import TrainConfig
+from latentlm.train.optim import build_optimizer
+
 SIZES = {
     "default": dict(d=256, L=4, heads=4, V=2048, T=128, B=8, H=16, reps=5),
     "quick": dict(d=128, L=4, heads=4, V=1024, T=64, B=4, H=16, reps=3),
@@ -67,14 +70,14 @@ def build(kind: str, s: dict):
 
 def step_fn(kind: str, s: dict):
     model, loss_fn = build(kind, s)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = build_optimizer(model, TrainConfig(lr=1e-4))  # the trainer's AdamW, for every model alike
     x = torch.randint(0, s["V"], (s["B"], s["T"] + 1))
 
-    def step():
+    def step():  # the trainer's order: gradients are freed after the update, so none are live in the forward
         loss = loss_fn(x)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        opt.zero_grad(set_to_none=True)
 
     return model, step
 

@@ -28,7 +28,9 @@ import torch  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from latentlm.config import TrainConfig  # noqa: E402
 from latentlm.models.gpt import GPT, GPTConfig  # noqa: E402
+from latentlm.train.optim import build_optimizer  # noqa: E402
 
 hf_logging.set_verbosity_error()
 
@@ -117,16 +119,16 @@ def interleaved(fns: dict, reps: int) -> dict:
 
 
 def train_step_fn(model, x, y, hf: bool):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=False)
+    opt = build_optimizer(model, TrainConfig(lr=1e-4))  # the trainer's AdamW, for every model alike
 
     def step():
         if hf:  # HF shifts labels internally: give it the unshifted sequence, same number of predictions
             loss = model(input_ids=x, labels=x).loss
         else:
             loss = model(x, labels=y).loss
-        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        opt.zero_grad(set_to_none=True)
 
     return step
 

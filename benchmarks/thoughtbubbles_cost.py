@@ -21,9 +21,11 @@ import time
 import torch
 import torch.nn.functional as F
 
+from latentlm.config import TrainConfig
 from latentlm.models.gpt import GPT, GPTConfig
 from latentlm.models.thoughtbubbles import Config, Model
 from latentlm.nn.attention import attend
+from latentlm.train.optim import build_optimizer
 
 SIZES = {
     "default": dict(d=256, L=6, heads=4, V=2048, T=256, B=8, forks=[2, 3, 4], reps=5),
@@ -44,13 +46,13 @@ def median_time(fns: dict, reps: int) -> dict:
 
 
 def train_step(model, x):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = build_optimizer(model, TrainConfig(lr=1e-4))  # the trainer's AdamW, for every model alike
 
     def step():
         loss = model(x[:, :-1], labels=x[:, 1:]).loss
-        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        opt.zero_grad(set_to_none=True)
 
     return step
 
