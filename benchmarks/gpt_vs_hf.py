@@ -1,7 +1,7 @@
 """Our GPT vs transformers' LlamaForCausalLM with the same dimensions and weights, fp32 on CPU, one process.
 
 Measures (medians, interleaving ours and HF's repetitions so background load hits both alike):
-- train_ratio: training-step tokens/s (forward + backward + AdamW step), ours / HF;
+- train_ratio: training-step tokens/s (forward + backward + the trainer's fused AdamW step, same for both), ours / HF;
 - gen_ratio_b1, gen_ratio_b8: KV-cached greedy generation tokens/s at batch 1 and 8, ours / HF `generate`;
 - mfu: our training FLOP/s (model.flops_per_token) over the sgemm peak measured here (large fp32 torch.mm).
 Both models hold identical weights (ours copied into HF's layout) and the logits are checked to agree first.
