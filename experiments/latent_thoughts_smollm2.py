@@ -26,7 +26,15 @@ from latentlm.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "experiments/results"
-METHODS = ["nocot", "cot", "pause", "coconut", "lt_tuning", "lt_tuning_adapter"]
+# row -> (configs/latent_thoughts/<config>.yaml, extra overrides); soft_thinking is added, training-free, on cot
+METHODS = {
+    "nocot": ("nocot", []),
+    "cot": ("cot", []),
+    "pause": ("pause", []),
+    "coconut": ("coconut", []),
+    "lt_tuning": ("lt_tuning", []),
+    "lt_tuning_adapter": ("lt_tuning", ["--model.adapter=true"]),  # latents through MLP -> LayerNorm
+}
 
 
 def tiny_base() -> str:
@@ -52,7 +60,7 @@ def main():
     results = {}
     for data in args.data:
         test = reasoning_examples(data, "test", n_test, 1337)[:n_test]
-        for method in METHODS + ["soft_thinking"]:
+        for method in [*METHODS, "soft_thinking"]:
             run_dir = REPO / "runs" / ("lt_quick" if args.quick else "lt_smollm2") / data / method
             over = [
                 f"--model.base_model={base}",
@@ -65,9 +73,11 @@ def main():
                 "--log.progress=false",
                 "--log.every=4",
             ]
-            if method == "coconut":
+            config, extra = METHODS.get(method, ("cot", []))
+            over += extra
+            if config == "coconut":
                 over.append(f"--model.stage_steps=[{stage}, {max(1, stage // 2)}, {max(1, stage // 2)}, {stage}]")
-            if method.startswith("lt_tuning"):
+            if config == "lt_tuning":
                 over.append(f"--model.stage_steps=[{stage}, {stage}, {stage}]")
             t0 = time.perf_counter()
             if method == "soft_thinking":  # training-free, on the CoT-SFT model
@@ -76,9 +86,7 @@ def main():
                 summary = {"train_time_s": 0.0}
                 policy = "cold_stop"
             else:
-                if method == "lt_tuning_adapter":  # LT-Tuning + Adapter: latents through MLP -> LayerNorm
-                    over.append("--model.adapter=true")
-                cfg = load_config(REPO / f"configs/latent_thoughts/{method.removesuffix('_adapter')}.yaml", over)
+                cfg = load_config(REPO / f"configs/latent_thoughts/{config}.yaml", over)
                 summary = train(cfg)
                 model, tok = load_run(run_dir)
                 policy = None
