@@ -103,9 +103,11 @@ class TrainConfig:
     """Data-parallel strategy under torchrun: ddp | fsdp (FSDP2 fully_shard per block; GPU only)."""
 
     def validate(self):
-        for name in ("max_steps", "batch_size", "grad_accum", "ckpt_every"):
+        for name in ("max_steps", "batch_size", "grad_accum", "ckpt_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.batch_size % self.grad_accum:
             raise ConfigError(
                 f"train.batch_size={self.batch_size} is not divisible by train.grad_accum={self.grad_accum}"
@@ -125,6 +127,12 @@ class EvalConfig:
     batches: int = 8
     """Validation batches per evaluation."""
 
+    def validate(self):
+        if self.every < 0:
+            raise ConfigError(f"eval.every must be >= 0 (0 disables), got {self.every}")
+        if self.batches < 1:
+            raise ConfigError(f"eval.batches must be >= 1, got {self.batches}")
+
 
 @dataclass
 class LogConfig:
@@ -134,6 +142,10 @@ class LogConfig:
     """Also write TensorBoard event files to out_dir/tb."""
     progress: bool = True
     """Show a tqdm progress bar on rank 0."""
+
+    def validate(self):
+        if self.every < 1:
+            raise ConfigError(f"log.every must be >= 1, got {self.every}")
 
 
 @dataclass

@@ -7,6 +7,7 @@ length of every token, which bits-per-byte needs (a comparison across tokenizers
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import json
 from collections.abc import Iterable
@@ -84,6 +85,12 @@ class Tokenizer:
             else:  # sentencepiece-style pieces
                 out[i] = len(token.replace("\u2581", " ").encode("utf-8"))
         return out
+
+    def fingerprint(self) -> str:
+        """sha256 of the tokenizer's canonical JSON (vocabulary, merges, special tokens) and its eos/bos names:
+        equal fingerprints encode every text to the same ids."""
+        canon = json.dumps(json.loads(self.tok.to_str()), sort_keys=True)
+        return hashlib.sha256(f"{canon}|{self.eos_token}|{self.bos_token}".encode()).hexdigest()
 
     # --- persistence --------------------------------------------------------------------------------------
 
@@ -168,3 +175,15 @@ def gpt2_tokenizer() -> Tokenizer:
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([EOS])
     return Tokenizer(tok, eos_token=EOS)
+
+
+def check_same_tokenizer(ours: Tokenizer, theirs: Tokenizer, ours_name: str, theirs_name: str) -> None:
+    """InputError if two tokenizers would give different ids (e.g. a run's and its data's after a re-prepare)."""
+    from latentlm.errors import InputError
+
+    if ours.fingerprint() != theirs.fingerprint():
+        raise InputError(
+            f"{ours_name} differs from {theirs_name} ({ours.vocab_size} vs {theirs.vocab_size} tokens): the corpus or "
+            "data.tokenizer/vocab_size changed since the run started; prepare the run's original data (same corpus "
+            "and data root) or start a new run in another --train.out_dir"
+        )

@@ -1,23 +1,66 @@
-"""Training logs: metrics.jsonl (always), TensorBoard (optional), a tqdm bar on rank 0."""
+"""Training logs: metrics.jsonl (always), TensorBoard (optional), a tqdm bar on rank 0.
+
+`resume_step`: the step training (re)starts from. Rows after it, written by a run that was killed after its last
+checkpoint, are cut from metrics.jsonl, and TensorBoard purges its events after it (`purge_step`), so a resumed
+run's logs hold every step exactly once.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tqdm import tqdm
 
+from latentlm.errors import InputError
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the rows of metrics.jsonl with row step <= `step` (atomically; a torn last line is dropped)."""
+    if not path.is_file():
+        return
+    keep, changed = [], False
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            changed = True
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] > step:
+            changed = True
+            continue
+        keep.append(line)
+    if changed:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(x + "\n" for x in keep))
+        os.replace(tmp, path)
+
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path, *, enabled: bool, tensorboard: bool, progress: bool, total: int, initial: int):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        enabled: bool,
+        tensorboard: bool,
+        progress: bool,
+        total: int,
+        initial: int,
+        resume_step: int | None = None,
+    ):
         self.enabled = enabled
-        self.file = open(run_dir / "metrics.jsonl", "a") if enabled else None
+        self.path = run_dir / "metrics.jsonl"
+        if enabled and resume_step is not None:
+            truncate_metrics(self.path, resume_step)
+        self.file = open(self.path, "a") if enabled else None
         self.tb = None
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tb"))
+                purge = None if resume_step is None or not (run_dir / "tb").exists() else resume_step + 1
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
             except ImportError:  # tensorboard is a core dependency; stay usable without it
                 self.tb = None
         self.bar = tqdm(
@@ -28,8 +71,13 @@ class MetricsLogger:
         if not self.enabled:
             return
         row = {"step": step, "kind": kind, **{k: _scalar(v) for k, v in metrics.items()}}
-        self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+        except OSError as e:
+            raise InputError(
+                f"cannot write {self.path} ({e.strerror or e}); free space, then rerun the same command to resume"
+            ) from None
         if self.tb is not None:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k != "step":
@@ -45,9 +93,15 @@ class MetricsLogger:
     def close(self) -> None:
         self.bar.close()
         if self.file:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError:  # disk full: the error that matters was raised already
+                pass
         if self.tb is not None:
-            self.tb.close()
+            try:
+                self.tb.close()
+            except OSError:
+                pass
 
 
 def _scalar(v):

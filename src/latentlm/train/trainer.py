@@ -6,6 +6,11 @@ the update of one batch of k*b rows. A curriculum changes phase through the data
 `begin_phase`) and may reset the optimizer. Non-finite loss or gradient norm stops training before the
 update, naming the step; the last checkpoint stays intact. Resume restores model, optimizer, schedule
 position, RNG states and data position, so the continued run is bit-identical to an uninterrupted one.
+
+Run integrity: the run directory is locked for the whole training (`train/lock.py`); leftovers of killed writers
+are removed at start; a finished run re-run with the same config does nothing and says so; on resume the run's
+own tokenizer is used (a data tokenizer that differs is an error), metrics.jsonl is cut back to the checkpoint's
+step and TensorBoard purges the steps after it, and `resumed from step N (checkpoint ...)` is printed.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ from pathlib import Path
 
 import torch
 
-from latentlm.config import RunConfig, to_yaml
+from latentlm.config import RunConfig, load_config, to_dict, to_yaml
 from latentlm.data import build_source, load_tokenizer
+from latentlm.data.tokenizer import Tokenizer, check_same_tokenizer
 from latentlm.errors import ConfigError, InputError, LatentLMError
 from latentlm.eval.perplexity import evaluate
 from latentlm.models import build_model
 from latentlm.train import checkpoint as ckpt_io
 from latentlm.train.distributed import all_reduce_sum, cleanup, init_distributed, wrap_model
+from latentlm.train.lock import RunLock
 from latentlm.train.logging import MetricsLogger
 from latentlm.train.optim import build_optimizer, lr_at
 
@@ -53,7 +60,8 @@ def autocast_for(cfg: RunConfig, device: torch.device):
 
 
 def resume_checkpoint(cfg: RunConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to continue from, after checking it belongs to the same variant."""
+    """The checkpoint to continue from, after checking it belongs to the same variant. A latest checkpoint that
+    fails verification is skipped for the previous one, with a warning."""
     resume = str(cfg.train.resume)
     if resume == "false":
         if ckpt_io.find_checkpoint(run_dir) is not None:
@@ -61,18 +69,69 @@ def resume_checkpoint(cfg: RunConfig, run_dir: Path) -> Path | None:
                 f"{run_dir} already holds a run; continue it with --train.resume=auto or pick another --train.out_dir"
             )
         return None
-    ckpt = ckpt_io.find_checkpoint(run_dir if resume == "auto" else resume)
+    if resume != "auto" and not Path(resume).exists():
+        raise InputError(f"train.resume={resume!r}: no checkpoint found there")
+    ckpt = ckpt_io.resumable_checkpoint(run_dir if resume == "auto" else resume)
     if ckpt is None:
         if resume != "auto":
             raise InputError(f"train.resume={resume!r}: no checkpoint found there")
         return None
-    old = ckpt_io.load_config_of(ckpt)
+    old = load_config(ckpt / "config.yaml")
     if old.model.variant != cfg.model.variant:
         raise InputError(
             f"cannot resume {ckpt}: it is a {old.model.variant!r} checkpoint and this config builds "
             f"{cfg.model.variant!r}; use another --train.out_dir or --train.resume=false"
         )
     return ckpt
+
+
+# fields that may differ between a finished run and its re-run without making it another run
+_IGNORED = ("log.", "train.device", "train.resume", "train.compile", "train.out_dir")
+
+
+def config_diff(a: RunConfig, b: RunConfig) -> list[str]:
+    """Fields (dotted) whose values differ between two configs, ignoring display and placement fields."""
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[prefix + k] = v
+        return out
+
+    fa, fb = flat(to_dict(a)), flat(to_dict(b))
+    keys = [k for k in dict.fromkeys([*fa, *fb]) if not k.startswith(_IGNORED) and fa.get(k) != fb.get(k)]
+    return [f"{k}: {fa.get(k)!r} there, {fb.get(k)!r} here" for k in keys]
+
+
+def finished_run(cfg: RunConfig, run_dir: Path) -> dict | None:
+    """The summary of a run that already reached train.max_steps with this config (nothing to do), else None.
+    A finished run asked to train with another config (other than more steps) is an error: it would be overwritten."""
+    if str(cfg.train.resume) != "auto":
+        return None
+    ckpt = ckpt_io.find_checkpoint(run_dir)
+    if ckpt is None or not (ckpt / "config.yaml").is_file():
+        return None
+    step = ckpt_io.checkpoint_step(ckpt)
+    if step < cfg.train.max_steps:
+        return None  # more steps: a continuation
+    diff = config_diff(load_config(ckpt / "config.yaml"), cfg)
+    if step > cfg.train.max_steps or diff:
+        why = "; ".join(diff[:3]) or f"train.max_steps={cfg.train.max_steps} is below its {step} steps"
+        raise InputError(
+            f"{run_dir} holds a finished run (step {step}) with another config ({why}); raise --train.max_steps to "
+            "continue it, or choose another --train.out_dir"
+        )
+    summary_file = run_dir / "train_summary.json"
+    if not summary_file.is_file():
+        return None  # killed after its last checkpoint: finish the bookkeeping
+    print(
+        f"{run_dir} already finished: step {step} of train.max_steps={cfg.train.max_steps} with this config; "
+        "nothing to do (raise --train.max_steps to train further)"
+    )
+    return json.loads(summary_file.read_text())
 
 
 def train(cfg: RunConfig, on_end=None) -> dict:
@@ -85,13 +144,22 @@ def train(cfg: RunConfig, on_end=None) -> dict:
     if cfg.train.dist == "fsdp" and dist.enabled and device.type != "cuda":
         raise ConfigError("train.dist=fsdp needs CUDA devices; use train.dist=ddp on CPU")
     run_dir = Path(cfg.train.out_dir)
+    lock = RunLock(run_dir) if dist.is_main else None
     try:
+        if lock is not None:
+            lock.acquire()
+            ckpt_io.clean_stale(run_dir)  # leftovers of a killed or disk-full writer; we hold the lock
         return _train(cfg, device, dist, run_dir, on_end)
     finally:
+        if lock is not None:
+            lock.release()
         cleanup(dist)
 
 
 def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) -> dict:
+    done = finished_run(cfg, run_dir) if not dist.enabled else None
+    if done is not None:
+        return done
     if dist.enabled and not dist.is_main:
         torch.distributed.barrier()  # rank 0 prepares data and tokenizer first
     tokenizer = load_tokenizer(cfg)
@@ -106,6 +174,10 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
             f"set --model.vocab_size={tokenizer.vocab_size} (or larger)"
         )
     ckpt = resume_checkpoint(cfg, run_dir)
+    if ckpt is not None:  # the run's own tokenizer; data tokenized otherwise would train on other ids
+        run_tok = Tokenizer.load(ckpt)
+        check_same_tokenizer(run_tok, tokenizer, f"the run's tokenizer ({ckpt / 'tokenizer.json'})", _data_where(cfg))
+        tokenizer = run_tok
     source = build_source(cfg, tokenizer, "train", dist.rank, dist.world_size)
     optimizer = build_optimizer(model, cfg.train)
     state = {"step": 0, "tokens_seen": 0, "train_time": 0.0}
@@ -113,17 +185,24 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
         saved = ckpt_io.load_training_state(ckpt, model, optimizer, device)
         source.load_state_dict(saved["data"])
         state = {k: saved[k] for k in state}
+        if dist.is_main:
+            print(f"resumed from step {state['step']} (checkpoint {ckpt})", flush=True)
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
-        tokenizer.save(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(to_yaml(cfg))
+            if ckpt is None:
+                tokenizer.save(run_dir)
+        except OSError as e:
+            raise InputError(
+                f"cannot write into train.out_dir {run_dir} ({e.strerror or e}); free space or fix it"
+            ) from None
 
     train_model = wrap_model(model, dist, cfg.train.dist, device)
     if cfg.train.compile:
         train_model = torch.compile(train_model)
     autocast = autocast_for(cfg, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    t, accum = cfg.train, cfg.train.grad_accum
+    t = cfg.train
     log = MetricsLogger(
         run_dir,
         enabled=dist.is_main,
@@ -131,8 +210,39 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
         progress=cfg.log.progress,
         total=t.max_steps,
         initial=state["step"],
+        resume_step=state["step"],
     )
-    phase, last_val, last_loss = None, None, float("nan")
+    track = {"loss": float("nan"), "val": None}  # the last train loss and val result
+    try:
+        _loop(cfg, device, dist, run_dir, model, train_model, tokenizer, source, optimizer, state, log, autocast, track)
+    except KeyboardInterrupt:
+        last = ckpt_io.find_checkpoint(run_dir)
+        where = f"step {ckpt_io.checkpoint_step(last)} ({last})" if last else "the start (no checkpoint yet)"
+        raise KeyboardInterrupt(
+            f"training stopped at step {state['step']}; run the same command again to resume from {where}"
+        ) from None
+    finally:
+        log.close()
+    summary = _summary(cfg, model, state, track["loss"], track["val"])
+    if dist.is_main:
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    if on_end is not None:
+        on_end(model)
+    return summary
+
+
+def _data_where(cfg) -> str:
+    if cfg.data.reasoning is not None:
+        return f"the tokenizer of data.tokenizer={cfg.data.tokenizer!r}"
+    from latentlm.data import shard_dir
+
+    return f"the data's tokenizer ({shard_dir(cfg) / 'tokenizer.json'})"
+
+
+def _loop(cfg, device, dist, run_dir, model, train_model, tokenizer, source, optimizer, state, log, autocast, track):
+    params = [p for p in model.parameters() if p.requires_grad]
+    t, accum = cfg.train, cfg.train.grad_accum
+    phase = None
     window_t, window_tokens = time.perf_counter(), 0
 
     while state["step"] < t.max_steps:
@@ -174,7 +284,7 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
         state["tokens_seen"] += n_tokens
         state["train_time"] += time.perf_counter() - step_start
         window_tokens += n_tokens
-        last_loss = step_loss
+        track["loss"] = step_loss
         log.advance()
         step = state["step"]
 
@@ -195,7 +305,9 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
             with torch.random.fork_rng(
                 devices=[device] if device.type == "cuda" else []
             ):  # eval must not shift training RNG
-                last_val = evaluate(model, tokenizer, cfg, "val", max_batches=cfg.eval.batches, device=device)
+                last_val = track["val"] = evaluate(
+                    model, tokenizer, cfg, "val", max_batches=cfg.eval.batches, device=device
+                )
             log.log(step, {k: v for k, v in last_val.items() if isinstance(v, (int, float))}, kind="val")
         if step % t.ckpt_every == 0 or step == t.max_steps:
             if dist.is_main:
@@ -204,14 +316,6 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
             if dist.enabled:
                 torch.distributed.barrier()
         _fault_after_step(step)
-    log.close()
-
-    summary = _summary(cfg, model, state, last_loss, last_val)
-    if dist.is_main:
-        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    if on_end is not None:
-        on_end(model)
-    return summary
 
 
 def _summary(cfg, model, state, last_loss, last_val) -> dict:
