@@ -31,10 +31,12 @@ def cmd_train(args, extra: list[str]) -> int:
 
 def cmd_eval(args, extra: list[str]) -> int:
     from latentlm import load
-    from latentlm.results import merge_results
+    from latentlm.results import merge_results, provenance, result_key
 
+    check_eval_args(args)
     model, tok = load(args.run_dir)
     cfg = model.run_config
+    check_eval_fits_run(args, cfg)
     specific = [
         args.leak,
         args.bubbles is not None,
@@ -45,9 +47,13 @@ def cmd_eval(args, extra: list[str]) -> int:
     if args.val or not any(specific):
         from latentlm.eval.perplexity import evaluate
 
+        if args.corpus in (None, cfg.data.corpus) and cfg.data.reasoning is None:
+            check_data_tokenizer(cfg, tok)
         res = evaluate(model, tok, cfg, args.split, corpus=args.corpus, max_batches=args.max_batches)
+        check_finite(res, "loss", args.run_dir)
         key = args.split if args.corpus in (None, cfg.data.corpus) else f"{args.split}:{args.corpus}"
-        merge_results(args.run_dir, key, res)
+        prov = provenance(model, tok, split=args.split, corpus=res.get("corpus"), max_batches=args.max_batches)
+        merge_results(args.run_dir, result_key(key, max_batches=args.max_batches), res, prov)
         print(
             f"{res['corpus']} {args.split}: loss {res['loss']:.4f}  ppl {res['ppl']:.2f}  "
             f"bits/byte {res['bits_per_byte']:.4f}  ({res['tokens']} tokens; {res['note']})"
@@ -58,7 +64,8 @@ def cmd_eval(args, extra: list[str]) -> int:
 
         for task in args.choice.split(","):
             res = evaluate_choice(model, tok, task, data_root(), limit=args.limit)
-            merge_results(args.run_dir, f"choice:{task}", res)
+            prov = provenance(model, tok, task=task, limit=args.limit)
+            merge_results(args.run_dir, result_key(f"choice:{task}", limit=args.limit), res, prov)
             lo, hi = res["acc_norm_ci95"]
             print(
                 f"{task}: acc {res['acc']:.3f}  acc_norm {res['acc_norm']:.3f} [95% CI {lo:.3f}-{hi:.3f}]  "
@@ -69,8 +76,10 @@ def cmd_eval(args, extra: list[str]) -> int:
             from latentlm.eval.harness import run_tasks
         except ImportError:
             raise InputError("--tasks needs lm-eval: pip install 'latentlm[eval]' (make setup installs it)") from None
-        res = run_tasks(model, tok, cfg, args.tasks.split(","), args.run_dir, limit=args.limit)
-        merge_results(args.run_dir, "lm_eval", res)
+        tasks = args.tasks.split(",")
+        res = run_tasks(model, tok, cfg, tasks, args.run_dir, limit=args.limit)
+        prov = provenance(model, tok, tasks=tasks, limit=args.limit)
+        merge_results(args.run_dir, result_key(f"lm_eval:{','.join(sorted(tasks))}", limit=args.limit), res, prov)
         for task, metrics in res["results"].items():
             shown = {
                 k.split(",")[0]: round(v, 4) for k, v in metrics.items() if isinstance(v, float) and "stderr" not in k
@@ -80,7 +89,8 @@ def cmd_eval(args, extra: list[str]) -> int:
         from latentlm.eval.reasoning import evaluate_run
 
         res = evaluate_run(model, tok, cfg, args.reasoning or None, args.limit, policy=args.policy)
-        merge_results(args.run_dir, f"reasoning:{res['data']}", res)
+        prov = provenance(model, tok, data=res["data"], limit=args.limit, policy=args.policy)
+        merge_results(args.run_dir, result_key(f"reasoning:{res['data']}", limit=args.limit), res, prov)
         lo, hi = res["accuracy_ci95"]
         print(
             f"{res['data']}: accuracy {res['accuracy']:.3f} [95% CI {lo:.3f}-{hi:.3f}] (n={res['n']}), "
@@ -90,7 +100,7 @@ def cmd_eval(args, extra: list[str]) -> int:
         from latentlm.eval.leak import measure_leak_on_run
 
         res = measure_leak_on_run(model, tok, cfg)
-        merge_results(args.run_dir, "leak", res)
+        merge_results(args.run_dir, "leak", res, provenance(model, tok))
         print(
             f"leak: max |d log p| at positions <= t when tokens after t change: {res['max_abs_dlogp']:.3g} "
             f"(mean {res['mean_abs_dlogp']:.3g}; {res['note']})"
@@ -117,6 +127,7 @@ def cmd_generate(args, extra: list[str]) -> int:
     from latentlm import load
     from latentlm.nn import SamplingConfig
 
+    check_generate_args(args)
     model, tok = load(args.run_dir)
     if args.trace and "return_trace" not in inspect.signature(model.generate).parameters:
         raise InputError(f"--trace shows latent steps; this run ({model.config.variant}) has none")
@@ -144,7 +155,9 @@ def cmd_generate(args, extra: list[str]) -> int:
             mode = "latent" if st["latent"][0] else "token "
             print(f"{i:4d} {mode} {tok.decode([st['token'][0]])!r:>14} {st['entropy'][0]:7.3f} {st['norm'][0]:8.3f}")
         return 0
-    model.generate(prompt, args.max_new_tokens, sampling, eos_token_id=tok.eos_id, callback=stream)
+    from latentlm.generation import generate
+
+    generate(model, prompt, args.max_new_tokens, sampling, eos_token_id=tok.eos_id, callback=stream)
     print()
     return 0
 
@@ -152,7 +165,7 @@ def cmd_generate(args, extra: list[str]) -> int:
 def cmd_export(args, extra: list[str]) -> int:
     from latentlm.hf.export import export_run
 
-    out = export_run(args.run_dir, args.out_dir)
+    out = export_run(args.run_dir, args.out_dir, force=args.force)
     print(f"exported to {out}: AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
     return 0
 
@@ -177,7 +190,7 @@ def cmd_config(args, extra: list[str]) -> int:
 def cmd_data(args, extra: list[str]) -> int:
     from latentlm.data.prepare import prepare
 
-    print(prepare(args.name, tokenizer=args.tokenizer, vocab_size=args.vocab_size))
+    print(prepare(args.name, tokenizer=args.tokenizer, vocab_size=args.vocab_size, force=args.force))
     return 0
 
 
@@ -186,6 +199,61 @@ def cmd_demo(args, extra: list[str]) -> int:
 
     run_demo(args.out, only=args.only)
     return 0
+
+
+# --- input checks: one `error:` line naming the flag and the fix, before anything is loaded or written -----------
+
+
+def check_eval_args(args) -> None:
+    for flag, value in (("--limit", args.limit), ("--max-batches", args.max_batches)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be >= 1 (omit it to evaluate everything), got {value}")
+
+
+def check_eval_fits_run(args, cfg) -> None:
+    variant = cfg.model.variant
+    if args.reasoning is not None and variant != "latent_thoughts":
+        raise InputError(
+            f"--reasoning measures latent-thought runs (variant latent_thoughts); this run is {variant!r}: "
+            "use --val, --choice or --tasks"
+        )
+    if args.policy is not None and args.reasoning is None:
+        raise InputError("--policy applies to --reasoning only")
+
+
+def check_generate_args(args) -> None:
+    import math
+
+    if args.prompt == "":
+        raise InputError('--prompt is empty; give some text to continue, e.g. --prompt "ROMEO:"')
+    if args.max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise InputError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise InputError(f"--top-k must be >= 1 (omit it to keep every token), got {args.top_k}")
+    if args.top_p is not None and not (0 < args.top_p <= 1):
+        raise InputError(f"--top-p must be in (0, 1] (1 keeps every token), got {args.top_p}")
+
+
+def check_data_tokenizer(cfg, tok) -> None:
+    """The run's tokenizer must be the one its data shards were made with (else the ids mean other text)."""
+    from latentlm.data import load_tokenizer, shard_dir
+    from latentlm.data.tokenizer import check_same_tokenizer
+
+    data_tok = load_tokenizer(cfg)
+    check_same_tokenizer(tok, data_tok, "the run's tokenizer", f"the data's ({shard_dir(cfg) / 'tokenizer.json'})")
+
+
+def check_finite(res: dict, field: str, run_dir) -> None:
+    import math
+
+    value = res.get(field)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(
+            f"the evaluation of {run_dir} gave a non-finite {field} ({value}): its weights hold NaN/Inf or overflow; "
+            "nothing was written to results.json (evaluate an earlier checkpoint)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a run as an HF trust_remote_code folder (no latentlm needed to load it)")
     s.add_argument("run_dir")
     s.add_argument("out_dir")
+    s.add_argument("--force", action="store_true", help="write into a non-empty folder (or another run's directory)")
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("report", help="markdown + charts comparing runs (bits/byte, FLOPs, throughput, tasks)")
@@ -260,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name")
     d.add_argument("--tokenizer", default="bpe", help="bpe | gpt2 | path of an HF tokenizer (for corpora)")
     d.add_argument("--vocab-size", type=int, default=2048)
+    d.add_argument("--force", action="store_true", help="prepare again even if the cache is up to date")
     d.set_defaults(fn=cmd_data)
 
     s = sub.add_parser("demo", help="train, evaluate and compare the tiny models (make demo)")
@@ -279,9 +349,15 @@ def main(argv: list[str] | None = None) -> int:
     except LatentLMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `latentlm report ... | head`
+        return 1
+    except OSError as e:  # permissions, disk full, a file where a folder was expected: fixable by the user
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

