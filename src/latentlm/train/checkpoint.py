@@ -58,7 +58,7 @@ def save_checkpoint(
         (tmp / "config.yaml").write_text(to_yaml(cfg))
         tokenizer.save(tmp)
         write_manifest(tmp)
-    except (OSError, RuntimeError) as e:  # safetensors and torch.save re-raise write errors as RuntimeError
+    except Exception as e:  # OSError; safetensors (SafetensorError) and torch.save (RuntimeError) wrap write errors
         shutil.rmtree(tmp, ignore_errors=True)
         prev = find_checkpoint(run_dir)
         kept = f"the previous checkpoint {prev} is intact" if prev else "no earlier checkpoint exists"
