@@ -59,8 +59,15 @@ class RunLock:
                         "choose a writable --train.out_dir"
                     ) from None
                 raise
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()} {socket.gethostname()}\n")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(f"{os.getpid()} {socket.gethostname()}\n")
+            except OSError as e:  # disk full: leave no empty lock behind
+                self.path.unlink(missing_ok=True)
+                raise InputError(
+                    f"cannot write into train.out_dir {self.run_dir} ({e.strerror or e}); free space or choose "
+                    "another --train.out_dir"
+                ) from None
             self.held = True
             return self
         raise InputError(self._busy_message())
@@ -74,7 +81,7 @@ class RunLock:
 
     def _remove_if_stale(self) -> bool:
         pid, host = self._owner()
-        if pid is None:  # being written right now, or garbage: treat as held unless it is empty and old
+        if pid is None:  # being written right now, or unreadable: treat as held
             return False
         if host != socket.gethostname() or _alive(pid):
             return False

@@ -33,7 +33,11 @@ def truncate_metrics(path: Path, step: int) -> None:
         keep.append(line)
     if changed:
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(x + "\n" for x in keep))
+        try:
+            tmp.write_text("".join(x + "\n" for x in keep))
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
 
 
@@ -51,9 +55,12 @@ class MetricsLogger:
     ):
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
-        if enabled and resume_step is not None:
-            truncate_metrics(self.path, resume_step)
-        self.file = open(self.path, "a") if enabled else None
+        try:
+            if enabled and resume_step is not None:
+                truncate_metrics(self.path, resume_step)
+            self.file = open(self.path, "a") if enabled else None
+        except OSError as e:
+            raise InputError(f"cannot write {self.path} ({e.strerror or e}); free space or fix the folder") from None
         self.tb = None
         if enabled and tensorboard:
             try:
