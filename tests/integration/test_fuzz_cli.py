@@ -121,13 +121,14 @@ def _truncate(file: Path, keep: float = 0.5) -> None:
     file.write_bytes(data[: int(len(data) * keep)])
 
 
-def _safetensors_first_float(file: Path) -> int:
-    """Byte offset of the first float32 of the first F32 tensor in a safetensors file."""
+def _safetensors_first_float(file: Path, name_part: str = "") -> int:
+    """Byte offset of the first float32 of the first F32 tensor (whose name contains name_part) in a safetensors
+    file."""
     raw = file.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8 : 8 + n])
     for name, info in header.items():
-        if name != "__metadata__" and info["dtype"] == "F32":
+        if name != "__metadata__" and info["dtype"] == "F32" and name_part in name:
             return 8 + n + info["data_offsets"][0]
     raise AssertionError("no F32 tensor")
 
@@ -137,6 +138,14 @@ def flip_bit(file: Path, bit: int = 30) -> None:
     raw = bytearray(file.read_bytes())
     (value,) = struct.unpack_from("<I", raw, off)
     struct.pack_into("<I", raw, off, value ^ (1 << bit))
+    file.write_bytes(bytes(raw))
+
+
+def write_huge(file: Path) -> None:
+    """Finite but absurd weights in the output head: the logits overflow, the loss is NaN."""
+    off = _safetensors_first_float(file, "head")
+    raw = bytearray(file.read_bytes())
+    struct.pack_into("<64f", raw, off, *[3e38] * 64)
     file.write_bytes(bytes(raw))
 
 
@@ -275,6 +284,11 @@ CASES = [
         "bit-flipped tensor (checksum)",
         lambda w, t: ["eval", t],
         setup=_damaged("flip", lambda c: flip_bit(c / "model.safetensors")),
+    ),
+    Case(
+        "overflowing weights, checkpoint without manifest (NaN loss)",
+        lambda w, t: ["eval", t],
+        setup=_damaged("huge", lambda c: write_huge(c / "model.safetensors"), keep_manifest=False),
     ),
     Case(
         "Inf tensor, checkpoint without manifest",

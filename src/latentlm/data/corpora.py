@@ -62,9 +62,10 @@ def prepare_corpus(spec: str, force: bool = False) -> Path:
     is reused only while its source files still hash to what was prepared."""
     out = corpus_dir(spec)
     known = spec in EMBEDDED or corpus_name(spec) != spec or Path(spec).exists()
-    if (out / "documents.jsonl").is_file() and not force:
+    cached = (out / "documents.jsonl").is_file() and not force
+    current = source_fingerprint(spec) if known else None
+    if cached:
         recorded = _read_json(out / "source.json").get("sha256")
-        current = source_fingerprint(spec) if known else None
         if current is None or recorded == current:  # the source is gone (keep what was prepared) or unchanged
             return out
     if spec in EMBEDDED:
@@ -75,6 +76,9 @@ def prepare_corpus(spec: str, force: bool = False) -> Path:
         raise InputError(
             f"unknown corpus {spec!r}: use one of {', '.join(EMBEDDED)} or a path to a .txt/.jsonl file or folder"
         )
+    if cached and recorded is None and list(iter_documents(out)) == docs:
+        _adopt(out, current)  # a cache from before content hashes, still current: keep it and its shards
+        return out
     if not any(d.strip() for d in docs):
         raise InputError(f"corpus {spec!r} is empty: it contains no text")
     with _staging(out) as tmp:
@@ -86,6 +90,14 @@ def prepare_corpus(spec: str, force: bool = False) -> Path:
         info["sha256"] = source_fingerprint(spec)
         (tmp / "source.json").write_text(json.dumps(info, indent=1))
     return out
+
+
+def _adopt(corpus: Path, fingerprint: str) -> None:
+    info = _read_json(corpus / "source.json")
+    info["sha256"] = fingerprint
+    tmp = corpus / f".source.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, corpus / "source.json")
 
 
 def _read_json(path: Path) -> dict:
