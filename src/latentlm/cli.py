@@ -111,7 +111,7 @@ def cmd_eval(args, extra: list[str]) -> int:
         from latentlm.viz.bubbles import bubble_map
 
         res = bubble_map(model, tok, args.bubbles, Path(args.run_dir) / "bubbles")
-        merge_results(args.run_dir, "bubbles", res)
+        merge_results(args.run_dir, "bubbles", res, provenance(model, tok, text=args.bubbles))
         from latentlm.viz.bubbles import _fmt
 
         print(

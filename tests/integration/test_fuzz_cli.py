@@ -368,8 +368,17 @@ def test_damaged_latest_checkpoint_falls_back_with_a_warning(world):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         assert main(["eval", str(run), "--max-batches", "1"]) == 0
     assert err.getvalue().startswith("warning: checkpoint file") and "step_000004" in err.getvalue()
-    res = json.loads((run / "results.json").read_text())["val[max_batches=1]"]
-    assert res["provenance"]["step"] == 4 and res["provenance"]["checkpoint"].endswith("step_000004")
+    prov = json.loads((run / "results.json").read_text())["val[max_batches=1]"]["provenance"]
+    assert prov["step"] == 4 and prov["checkpoint"].endswith("step_000004") and prov["max_batches"] == 1
+    weights = run / "checkpoints" / "step_000004" / "model.safetensors"
+    assert prov["model_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert prov["split"] == "val" and len(prov["tokenizer_sha256"]) == 64 and prov["latentlm"]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["eval", str(run)]) == 0  # the full evaluation sits beside the partial one
+    results = json.loads((run / "results.json").read_text())
+    assert {"val", "val[max_batches=1]"} <= set(results) and results["val"]["tokens"] > results["val[max_batches=1]"][
+        "tokens"
+    ]
 
 
 def table(pythonpath_note: str = "") -> str:
