@@ -177,9 +177,13 @@ def _train(*over_extra, **over):
     return lambda w, t: ["train", TINY, *w.over(**over), *over_extra]
 
 
-def _fresh(name: str, **over):
-    """Train into a new out_dir: nothing may be created."""
-    return lambda w, t: ["train", TINY, *w.over(**{"train.out_dir": w.tmp / "fresh" / name, **over})]
+def _fresh(title: str, name: str, **over) -> Case:
+    """Train into a new out_dir: nothing may be created there."""
+    return Case(
+        title,
+        lambda w, t: ["train", TINY, *w.over(**{"train.out_dir": t, **over})],
+        setup=lambda w: w.tmp / "fresh" / name,
+    )
 
 
 def _corpus(name: str, content: bytes):
@@ -239,9 +243,9 @@ CASES = [
     Case("wrong type", _train(**{"train.max_steps": "abc"})),
     Case("bad YAML", lambda w, t: ["train", w.tmp / "bad.yaml"], setup=_bad_yaml),
     Case("missing config file", lambda w, t: ["train", w.tmp / "missing.yaml"]),
-    Case("log.every=0", _fresh("log0", **{"log.every": 0})),
-    Case("train.warmup_steps=-5", _fresh("warm", **{"train.warmup_steps": -5})),
-    Case("eval.every=-1", _fresh("evalneg", **{"eval.every": -1})),
+    _fresh("log.every=0", "log0", **{"log.every": 0}),
+    _fresh("train.warmup_steps=-5", "warm", **{"train.warmup_steps": -5}),
+    _fresh("eval.every=-1", "evalneg", **{"eval.every": -1}),
     Case("unwritable out_dir", lambda w, t: ["train", TINY, *w.over(**{"train.out_dir": w.tmp / "corpus.txt/run"})]),
     # corpora
     Case("empty corpus", _corpus_train("empty.txt"), setup=_corpus("empty.txt", b"")),
