@@ -1,6 +1,7 @@
 """Helpers for the comparison-harness tests: tiny GPT arms on the small test corpus."""
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,9 @@ def tree_digest(root: Path) -> dict[str, str]:
 @pytest.fixture
 def grid_spec(tmp_path, data_root):
     """A 2-arm x 2-seed spec of tiny GPTs; arm b is arm a under another name (same config)."""
+    items = [{"context": f"{who}: I saw the", "choices": [" moon", " crown"], "label": i % 2} for i, who in
+             enumerate(["ROMEO", "JULIET", "HAMLET", "LEAR", "ROMEO", "LEAR"])]  # fmt: skip
+    (tmp_path / "choice.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
     (tmp_path / "heldout.txt").write_text("JULIET: the moon of Verona, and the storm of Britain.\n" * 6)
     return {
         "name": "g",
@@ -59,5 +63,5 @@ def grid_spec(tmp_path, data_root):
         "overrides": tiny_overrides(tmp_path),
         "arms": {"a": {"config": GPT_TINY}, "b": {"config": GPT_TINY}},
         "heldout": [str(tmp_path / "heldout.txt")],
-        "eval": {"val_batches": 2},
+        "eval": {"val_batches": 2, "choice": [str(tmp_path / "choice.jsonl")]},
     }

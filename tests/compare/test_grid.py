@@ -24,7 +24,7 @@ def test_an_arm_against_itself_differs_by_exactly_zero_and_reruns_reuse_every_ru
     saved = json.loads((out / "compare.json").read_text())
     assert saved["complete"] and saved["missing"] == []
     rows = {p["metric"]: p for p in saved["paired"] if (p["a"], p["b"]) == ("a", "b")}
-    assert set(rows) == {"val_bpb", "heldout_bpb:heldout"}
+    assert set(rows) == {"val_bpb", "heldout_bpb:heldout", "choice_acc_norm:choice"}
     for p in rows.values():  # b is a's config under another name: same seed, same data order -> same numbers
         assert p["n"] == 2 and p["mean_diff"] == 0.0 and p["ci95"] == [0.0, 0.0] and not p["significant"]
     a = saved["arms"]["a"]
@@ -36,7 +36,8 @@ def test_an_arm_against_itself_differs_by_exactly_zero_and_reruns_reuse_every_ru
         assert math.isfinite(run["metrics"]["heldout"]["heldout"]["bits_per_byte"])
         assert run["metrics"]["leak"]["max_abs_dlogp"] < 1e-4
     md = (out / "compare.md").read_text()
-    assert "paired_diff" in md and "Student-t" in md and "unigram" in md
+    assert "paired_diff" in md and "Student-t" in md and "unigram" in md and "Wilson interval of each run" in md
+    assert "| chance (trivial baseline) | 0.500 |" in md
     assert all(
         (out / f).is_file() for f in ("compare_val_bpb.png", "compare_loss_curves.png", "compare_bpb_vs_flops.png")
     )
@@ -72,3 +73,29 @@ def test_arms_filter_trains_only_those_and_aggregate_only_trains_nothing(tmp_pat
     monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("aggregate-only must not train"))
     agg = run_compare(spec, out, aggregate_only=True, log=lambda *a: None)
     assert agg["missing"] == ["a/seed_1"] and list(agg["arms"]["b"]["runs"]) == ["1"]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_under_torchrun_every_run_of_the_grid_trains_with_ddp_and_matches_one_process(tmp_path, grid_spec):
+    """Two runs in one torchrun job (the process group is created once for the grid: re-creating it between runs
+    on the same rendezvous store hangs), each DDP over 2 ranks, equal to the single-process grid."""
+    import os
+    import subprocess
+    import sys
+
+    spec = write_spec(tmp_path, {**grid_spec, "arms": {"a": grid_spec["arms"]["a"]}, "heldout": []})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "latentlm"]
+    proc = subprocess.run(
+        [*cmd, "compare", str(spec), "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads((tmp_path / "ddp" / "compare.json").read_text())["arms"]["a"]["runs"]
+    single = run_compare(spec, tmp_path / "single", log=lambda *a: None)["arms"]["a"]["runs"]
+    assert set(ddp) == set(single) == {"1", "2"}
+    for seed in ddp:
+        assert ddp[seed]["train"]["tokens_seen"] == single[seed]["train"]["tokens_seen"]
+        val = ddp[seed]["metrics"]["val"]["bits_per_byte"], single[seed]["metrics"]["val"]["bits_per_byte"]
+        assert val[0] == pytest.approx(val[1], abs=1e-5)

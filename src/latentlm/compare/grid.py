@@ -27,6 +27,8 @@ def run_compare(
     `aggregate_only` trains and evaluates nothing."""
     spec = load_spec(spec, base_dir)
     out = Path(out)
+    if not runner.is_main():
+        log = _quiet
     names = [a.name for a in spec.arms]
     for a in arms or []:
         if a not in names:
@@ -44,7 +46,23 @@ def run_compare(
             runner.write_json(grid, {"name": spec.name, "spec": spec.to_dict(), "created": time.time()})
     ehash = runner.eval_hash(spec)
     t_grid = time.perf_counter()
-    for r in todo if not aggregate_only else []:
+    group = runner.DistGroup(todo[0].cfg if todo and not aggregate_only else None)
+    try:
+        _run_all(spec, todo if not aggregate_only else [], states, ehash, group, log)
+    finally:
+        group.close()
+    wall = time.perf_counter() - t_grid
+    if not runner.is_main():
+        return {}
+    return aggregate(spec, out, plans, all_runs, wall)
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
+
+
+def _run_all(spec, todo, states, ehash, group, log) -> None:
+    for r in todo:
         arm = spec.arm(r.arm)
         state = states[(r.arm, r.seed)]
         rec = runner.read_record(r.run_dir) if state == "done" else None
@@ -56,10 +74,7 @@ def run_compare(
         if runner.is_main() and (rec.get("eval_hash") != ehash or "metrics" not in rec):
             log(f"   evaluate {r.arm} seed {r.seed}")
             runner.evaluate_run(spec, r, rec)
-    wall = time.perf_counter() - t_grid
-    if not runner.is_main():
-        return {}
-    return aggregate(spec, out, plans, all_runs, wall)
+        group.barrier()  # the other ranks wait while rank 0 evaluates
 
 
 def aggregate(spec: Spec, out: Path, plans, all_runs, wall_s: float | None = None) -> dict:

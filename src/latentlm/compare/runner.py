@@ -30,6 +30,35 @@ def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+class DistGroup:
+    """Under torchrun: one process group for the whole grid (the trainer joins it and leaves it open), because
+    tearing a group down and re-creating it on the same rendezvous store between runs hangs. No-op otherwise."""
+
+    def __init__(self, cfg=None):
+        import torch.distributed as dist
+
+        self.dist, self.owned = dist, False
+        if cfg is None or int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+            return
+        from latentlm.train.trainer import resolve_device
+
+        cuda = resolve_device(cfg.train.device).type == "cuda"
+        if cuda:
+            import torch
+
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        self.owned = True
+
+    def barrier(self) -> None:
+        if self.owned:
+            self.dist.barrier()
+
+    def close(self) -> None:
+        if self.owned and self.dist.is_initialized():
+            self.dist.destroy_process_group()
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -187,8 +216,8 @@ def evaluate_run(spec: Spec, run: Planned, rec: dict) -> dict:
             from latentlm.data.corpora import data_root
             from latentlm.eval.choice import evaluate_choice
 
-            metrics["choice"] = {
-                t: evaluate_choice(model, tok, t, data_root(), limit=ev.choice_limit) for t in ev.choice
+            metrics["choice"] = {  # a .jsonl task is named by its file stem
+                Path(t).stem: evaluate_choice(model, tok, t, data_root(), limit=ev.choice_limit) for t in ev.choice
             }
         if ev.reasoning:
             from latentlm.eval.reasoning import evaluate_run as reasoning_run

@@ -143,6 +143,20 @@ def _resolve_path(raw: str, base: Path | None, what: str) -> Path:
     raise InputError(f"{what}: {raw} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
 
 
+def _choice_task(task: str, base: Path | None, where: str) -> str:
+    """A .jsonl path (resolved) or a prepared task name; checked now, not after hours of training."""
+    from latentlm.data.corpora import data_root
+    from latentlm.eval.choice import TASKS, task_file
+
+    if task.endswith(".jsonl"):
+        return str(_resolve_path(task, base, where))
+    if task not in TASKS:
+        raise InputError(f"{where}: unknown task {task!r}: use one of {', '.join(TASKS)} or a .jsonl path")
+    if not task_file(data_root(), task).is_file():
+        raise InputError(f"{where}: no data for task {task!r}; run `latentlm data prepare {task}` first")
+    return task
+
+
 def _nested(overrides: Any, where: str) -> dict:
     """{"train.lr": 1e-3, "model": {"n_layers": 2}} -> nested dict for config.merge."""
     if overrides is None:
@@ -241,6 +255,10 @@ def load_spec(spec: str | Path | dict | Spec, base_dir: str | Path | None = None
     ev = dict(ev)
     if isinstance(ev.get("choice"), str):
         ev["choice"] = [t for t in ev["choice"].split(",") if t]
+    choice = []
+    for task in ev.get("choice") or []:
+        choice.append(_choice_task(str(task), base, f"{where}: eval.choice"))
+    ev["choice"] = choice
     eval_spec = EvalSpec(**ev)
     baseline = data.get("baseline") or arms[0].name
     if baseline not in [a.name for a in arms]:
