@@ -36,6 +36,10 @@ checkpoint's sha256, the training summary and the metrics, computed here with th
 matches (no training step runs); an interrupted run of the same hash continues from its checkpoint; a folder with
 another hash is refused with one `error:` line.
 
+Budget: tokens per step = train.batch_size x data.seq_len (all ranks). For reasoning data (padded batches) this is
+nominal, and a curriculum scheduled in steps is rescaled with max_steps; variants without ``flops_per_token``
+(latent_thoughts) take ``budget: tokens`` only.
+
 Scaling out: under ``torchrun --nproc_per_node=K -m latentlm compare ...`` every run trains with DDP over the K
 ranks (rank 0 evaluates and writes). Over several machines, give each its arms (or use a SLURM job array with one
 task per arm) on a shared filesystem, then aggregate once::

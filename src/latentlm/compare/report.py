@@ -176,6 +176,8 @@ def write_report(res: dict, out: Path, records: dict[str, dict[int, dict]]) -> P
                 + (" (metrics from an older eval spec)" if rec["stale_eval"] else "")
             )
             lines.append("| " + " | ".join(row) + " |")
+    if n_seeds == 1:  # the header says so once; no "(1 seed)" in every cell
+        lines = [line.replace(" (1 seed)", "") for line in lines]
     charts = _charts(res, out, records, quality)
     lines += ["", "## Charts", ""] + [f"![{c.stem}]({c.name})" for c in charts] + [""]
     path = out / "compare.md"

@@ -126,12 +126,13 @@ def bars(
     pts = points or {}
     extent = [m - e for m, e in zip(means, errs)] + [m + e for m, e in zip(means, errs)]
     extent += [v for n in names for v in pts.get(n, [])]
-    lo, hi = fitted_limits(extent)
+    lo, hi = fitted_limits(extent, pad=0.18)
+    hi += 0.35 * (hi - lo) if flags and any(_flag_label(f) for f in flags.values()) else 0.0  # room for the flags
     if zero_based is None:
         zero_based = min(_finite(means) or [0]) <= 0 or lo <= 0
     if zero_based:
         lo, hi = min(0.0, lo), max(hi, 0.0)
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 * len(names)), 4.0 if not notes else 4.0 + 0.22 * len(notes)))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.9 * len(names)), 4.0 if not notes else 4.0 + 0.22 * len(notes)))
     x = np.arange(len(names))
     bottom = 0.0 if zero_based else lo
     heights = [m - bottom for m in means]
@@ -141,14 +142,16 @@ def bars(
         if pts.get(n):
             ax.scatter([i] * len(pts[n]), pts[n], color="black", s=12, zorder=3)
         label = f"{means[i]:.3f}" + (f" ± {errs[i]:.3f}" if errs[i] else "")
-        ax.text(i, means[i] + errs[i], label, ha="center", va="bottom", fontsize=8)
+        top = max([means[i] + errs[i]] + list(pts.get(n, [])))
+        ax.annotate(label, (i, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=8)
         flag = _flag_label((flags or {}).get(n))
-        if flag:
+        if flag:  # hatched, red-edged bar and the flag above its value, where it cannot be missed
             bar_objs[i].set_hatch("//")
             bar_objs[i].set_edgecolor("red")
-            ax.text(i, bottom + (means[i] - bottom) / 2, flag, ha="center", va="center", color="red", fontsize=9,
-                    fontweight="bold", rotation=90, bbox={"fc": "white", "ec": "red", "alpha": 0.8})  # fmt: skip
-    ax.set_xticks(x, names, rotation=15 if len(names) > 3 else 0)
+            ax.annotate(flag, (i, top), xytext=(0, 15), textcoords="offset points", ha="center", va="bottom",
+                        color="red", fontsize=8, fontweight="bold")  # fmt: skip
+    long = sum(len(n) for n in names) > 9 * len(names)
+    ax.set_xticks(x, names, rotation=15 if long or len(names) > 3 else 0, ha="right" if long else "center")
     ax.set_ylim(lo, hi)
     ax.set_ylabel(ylabel if zero_based else f"{ylabel}\n(axis starts at {lo:.3f}, not 0)")
     ax.set_title(textwrap.fill(title, 60), fontsize=9)
