@@ -36,7 +36,9 @@ def run_demo(out_root: str | Path = "runs/demo", only: list[str] | None = None, 
     if first_run is not None:
         name, seed, run_dir = first_run
         model, tok = load_run(run_dir)
-        ids = model.generate(_ids(tok, SAMPLE_PROMPT), 120, SamplingConfig(temperature=0.8, top_k=50, seed=0))
+        prompt = _ids(tok, SAMPLE_PROMPT)
+        new = max(1, min(120, model.config.max_seq_len - prompt.shape[1]))
+        ids = model.generate(prompt, new, SamplingConfig(temperature=0.8, top_k=50, seed=0))
         lines += [
             f"Sample from `{name}` seed {seed} (temperature 0.8, top-k 50, seed 0):",
             "",

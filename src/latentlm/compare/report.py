@@ -266,7 +266,8 @@ def _charts(res: dict, out: Path, records, quality) -> list[Path]:
         s = arms[a]["summary"]
         if "train_flops" in s and "val_bpb" in s:
             pts.append({"name": a, "x": s["train_flops"]["mean"], "xerr": _nz(s["train_flops"]["sd"]),
-                        "y": s["val_bpb"]["mean"], "yerr": _nz(s["val_bpb"]["sd"]), "flags": flags[a]})  # fmt: skip
+                        "y": s["val_bpb"]["mean"], "yerr": _nz(s["val_bpb"]["sd"]), "flags": flags[a],
+                        "note": notes[a]})  # fmt: skip
     if pts:
         charts.append(
             scatter_errors(
@@ -279,7 +280,13 @@ def _charts(res: dict, out: Path, records, quality) -> list[Path]:
         )
     curves = {a: [Path(r["run_dir"]) for _, r in sorted(records[a].items())] for a in have}
     if curves:
-        charts.append(loss_band(curves, out / "compare_loss_curves.png", f"{res['name']}: loss"))
+        charts.append(
+            loss_band(
+                curves,
+                out / "compare_loss_curves.png",
+                f"{res['name']}: train = each model's training loss, val = score() on eval.batches val batches",
+            )
+        )
     rows = [
         {
             "label": f"{p['b']} − {p['a']}",

@@ -97,7 +97,8 @@ def loss_band(arms: dict[str, list[Path]], out: Path, title: str = "loss over se
                 ax.fill_between(steps, y.min(0), y.max(0), color=color, alpha=0.18 if kind == "train" else 0.1, lw=0)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats / token)")
-    ax.set_title(f"{title}\nband: min-max over seeds")
+    one = all(len(v) <= 1 for v in arms.values())
+    ax.set_title(f"{title}\n" + ("one seed: no band" if one else "band: min-max over seeds"), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, out)
@@ -169,8 +170,10 @@ def bars(
 
 
 def scatter_errors(rows: list[dict], out: Path, xlabel: str, ylabel: str, title: str, log_x: bool = True) -> Path:
-    """rows: {name, x, xerr, y, yerr, flags}: points with error bars in both directions (e.g. bpb vs FLOPs)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.3))
+    """rows: {name, x, xerr, y, yerr, flags, note}: points with error bars in both directions (e.g. bpb vs FLOPs);
+    each row's note (what its likelihood is) is printed under the chart."""
+    notes = [f"{r['name']}: likelihood: {r['note']}" for r in rows if r.get("note")]
+    fig, ax = plt.subplots(figsize=(6.5, 4.3 + 0.2 * len(notes)))
     for i, r in enumerate(rows):
         flag = _flag_label(r.get("flags"))
         ax.errorbar(
@@ -190,6 +193,14 @@ def scatter_errors(rows: list[dict], out: Path, xlabel: str, ylabel: str, title:
     ax.set_title(textwrap.fill(title, 70), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    if notes:
+        fig.text(0.01, 0.01, "\n".join(notes), fontsize=6.5, va="bottom", ha="left")
+        fig.tight_layout(rect=(0, 0.045 * len(notes) + 0.02, 1, 1))
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+        plt.close(fig)
+        return out
     return _save(fig, out)
 
 
