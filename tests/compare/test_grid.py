@@ -27,6 +27,7 @@ def test_an_arm_against_itself_differs_by_exactly_zero_and_reruns_reuse_every_ru
     assert set(rows) == {"val_bpb", "heldout_bpb:heldout", "choice_acc_norm:choice"}
     for p in rows.values():  # b is a's config under another name: same seed, same data order -> same numbers
         assert p["n"] == 2 and p["mean_diff"] == 0.0 and p["ci95"] == [0.0, 0.0] and not p["significant"]
+        assert p["caveat"] is None  # two exact causal likelihoods
     a = saved["arms"]["a"]
     bpb = a["summary"]["val_bpb"]["values"]
     assert bpb["1"] != bpb["2"]  # the seeds are different runs, so the zero is the pairing, not a constant

@@ -57,6 +57,23 @@ def run_compare(
     return aggregate(spec, out, plans, all_runs, wall)
 
 
+def _caveats(rows: list[dict], arms: dict) -> list[dict]:
+    """A paired row whose arms' likelihoods are not like-for-like (leak, prior Z) says so; a bits-per-byte
+    "better" over a leaking likelihood is not a claim about the model."""
+    for row in rows:
+        notes = []
+        for arm in (row["a"], row["b"]):
+            f = arms[arm]["flags"]
+            if f["leak"]:
+                notes.append(f"{arm}'s likelihood leaks")
+            if f["prior_z"]:
+                notes.append(f"{arm}'s likelihood is a prior-Z estimate")
+        row["caveat"] = "; ".join(notes) or None
+        if row["caveat"] and "bpb" in row["metric"]:
+            row["better"] = None  # lower, but not a like-for-like score
+    return rows
+
+
 def _quiet(*args, **kwargs) -> None:
     pass
 
@@ -131,7 +148,7 @@ def aggregate(spec: Spec, out: Path, plans, all_runs, wall_s: float | None = Non
         "budget": {"rule": spec.budget, "tokens": spec.tokens, "flops": spec.flops},
         "baseline": spec.baseline,
         "arms": arms,
-        "paired": paired_table(summary, order),
+        "paired": _caveats(paired_table(summary, order), arms),
         "stats_method": STATS_METHOD,
         "missing": missing,
         "complete": not missing,

@@ -148,9 +148,12 @@ def write_report(res: dict, out: Path, records: dict[str, dict[int, dict]]) -> P
                 reading = "one seed: no interval, no claim"
             elif p["significant"]:
                 word = "lower" if p["mean_diff"] < 0 else "higher"
-                reading = f"**{p['b']} {word} ({p['better']} better)**: CI excludes 0"
+                reading = f"**{p['b']} {word}**" + (f" **({p['better']} better)**" if p["better"] else "")
+                reading += ": CI excludes 0"
             else:
                 reading = "no difference shown: CI includes 0"
+            if p.get("caveat") and "bpb" in p["metric"]:
+                reading += f" (⚠ {p['caveat']}: not a like-for-like score)"
             lines.append(
                 f"| {p['b']} − {p['a']} | {_metric_title(p['metric'])} | {p['mean_diff']:+.4f} | "
                 f"[{_f(lo, '{:+.4f}')}, {_f(hi, '{:+.4f}')}] | {p['n']} | {reading} |"
