@@ -7,6 +7,7 @@ latentlm export RUN_DIR OUT_DIR                    HF folder loadable with trust
 latentlm report RUN_DIR... [--out DIR]             comparison table and charts across runs
 latentlm config VARIANT                            commented default YAML of a variant
 latentlm data prepare NAME|PATH                    prepare a corpus (or task data) offline
+latentlm compare SPEC.yaml --out DIR               arms x seeds, paired 95 % intervals (compare.json/.md)
 latentlm demo                                      train, evaluate and compare the tiny models
 """
 
@@ -194,6 +195,19 @@ def cmd_data(args, extra: list[str]) -> int:
     return 0
 
 
+def cmd_compare(args, extra: list[str]) -> int:
+    from latentlm.compare import run_compare
+
+    arms = [a for part in args.arms or [] for a in part.split(",") if a] or None
+    res = run_compare(args.spec, args.out, arms=arms, aggregate_only=args.aggregate_only)
+    if res:
+        print(
+            f"{args.out}/compare.md  {args.out}/compare.json"
+            + (f"  (missing: {', '.join(res['missing'])})" if res["missing"] else "")
+        )
+    return 0
+
+
 def cmd_demo(args, extra: list[str]) -> int:
     from latentlm.demo import run_demo
 
@@ -332,9 +346,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="prepare again even if the cache is up to date")
     d.set_defaults(fn=cmd_data)
 
+    s = sub.add_parser("compare", help="run a grid of arms x seeds from a spec; paired differences with 95% CIs")
+    s.add_argument("spec")
+    s.add_argument("--out", required=True, help="grid folder: runs/ARM/seed_N, compare.json, compare.md")
+    s.add_argument("--arms", nargs="*", default=None, help="train only these arms (the aggregate covers all)")
+    s.add_argument("--aggregate-only", action="store_true", help="train nothing; aggregate the finished runs")
+    s.set_defaults(fn=cmd_compare)
+
     s = sub.add_parser("demo", help="train, evaluate and compare the tiny models (make demo)")
     s.add_argument("--out", default="runs/demo")
-    s.add_argument("--only", nargs="*", default=None, help="names from DEMO_RUNS")
+    s.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="arms of configs/compare/demo.yaml to train (the summary lists every finished arm)",
+    )
     s.set_defaults(fn=cmd_demo)
     return p
 

@@ -1,79 +1,53 @@
-"""`latentlm demo` (`make demo`): train the tiny models of DEMO_RUNS on the embedded corpus, evaluate them
-through the same evaluator (held-out bits per byte and the causality probe), and write
-runs/demo/{summary.md, loss_curves.png}.
+"""`latentlm demo` (`make demo`): the spec configs/compare/demo.yaml run through the comparison harness
+(latentlm.compare): the tiny GPT, Free Transformer and Thoughtbubbles trained on the embedded corpus at the same
+training tokens, scored by the same evaluator (held-out bits per byte, the causality probe), one seed, then
+runs/demo/summary.md = the harness's compare.md (labelled one seed) + wall times + a sample.
 
-Adding a model to the comparison is one line in DEMO_RUNS: (name, config path relative to the repo).
+Adding a model to the demo is one arm in configs/compare/demo.yaml. `--only NAME...` trains only those arms; the
+summary still lists every arm that has a finished run.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from latentlm.config import load_config
-from latentlm.results import merge_results
-
 REPO = Path(__file__).resolve().parents[2]
-DEMO_RUNS = [
-    ("gpt", "configs/gpt/tiny.yaml"),
-    ("free_transformer", "configs/free_transformer/tiny.yaml"),
-    ("thoughtbubbles", "configs/thoughtbubbles/tiny.yaml"),
-]
+DEMO_SPEC = REPO / "configs" / "compare" / "demo.yaml"
 SAMPLE_PROMPT = "ROMEO:\n"
 
 
-def run_demo(out_root: str | Path = "runs/demo", only: list[str] | None = None) -> Path:
-    from latentlm.eval.leak import measure_leak_on_run
-    from latentlm.eval.perplexity import evaluate
-    from latentlm.eval.report import build_report
+def run_demo(out_root: str | Path = "runs/demo", only: list[str] | None = None, spec: str | Path = DEMO_SPEC) -> Path:
+    from latentlm.compare import run_compare
     from latentlm.nn import SamplingConfig
     from latentlm.train.checkpoint import load_run
-    from latentlm.train.trainer import train
-    from latentlm.viz.plots import loss_curves
 
     out_root = Path(out_root)
-    rows, runs = [], {}
-    for name, config in DEMO_RUNS:
-        if only and name not in only:
-            continue
-        run_dir = out_root / name
-        cfg = load_config(REPO / config, [f"--train.out_dir={run_dir}", "--train.resume=auto"])
-        print(f"== demo: training {name} ({config}) -> {run_dir}", flush=True)
-        t0 = time.perf_counter()
-        summary = train(cfg)
-        wall = time.perf_counter() - t0
+    res = run_compare(spec, out_root, arms=only or None)
+    walls = []
+    first_run = None
+    for name, arm in res["arms"].items():
+        for seed, run in arm["runs"].items():
+            first_run = first_run or (name, seed, Path(run["run_dir"]))
+            train_s = (run.get("train") or {}).get("wall_s")
+            walls.append(f"{name} {train_s:.0f} s" if train_s is not None else f"{name} -")
+    lines = [(out_root / "compare.md").read_text().rstrip(), ""]
+    if walls:
+        lines += [f"Training wall time per run (when it was trained): {', '.join(walls)}.", ""]
+    if first_run is not None:
+        name, seed, run_dir = first_run
         model, tok = load_run(run_dir)
-        val = evaluate(model, tok, cfg, "val")  # the full validation split, same for every run
-        merge_results(run_dir, "val", val)
-        merge_results(run_dir, "leak", measure_leak_on_run(model, tok, cfg))  # the table's leak column
-        runs[name] = run_dir
-        rows.append((name, summary, val, wall))
-    loss_curves(runs, out_root / "loss_curves.png", "demo: tiny models on Shakespeare")
-    report = build_report(
-        list(runs.values()), out_root, "latentlm demo: tiny models on the embedded Shakespeare corpus"
-    )
-
-    first = rows[0][0]
-    model, tok = load_run(out_root / first)
-    ids = model.generate(_ids(tok, SAMPLE_PROMPT), 120, SamplingConfig(temperature=0.8, top_k=50, seed=0))
-    sample = tok.decode(ids[0].tolist())
-    walls = ", ".join(f"{name} {wall:.0f} s" for name, _, _, wall in rows)
-    text = "\n".join(
-        [
-            report.read_text().rstrip(),
-            "",
-            f"Wall time per run (train + eval): {walls}.",
-            "",
-            "![loss curves](loss_curves.png)",
-            "",
-            f"Sample from `{first}` (temperature 0.8, top-k 50, seed 0):",
+        prompt = _ids(tok, SAMPLE_PROMPT)
+        new = max(1, min(120, model.config.max_seq_len - prompt.shape[1]))
+        ids = model.generate(prompt, new, SamplingConfig(temperature=0.8, top_k=50, seed=0))
+        lines += [
+            f"Sample from `{name}` seed {seed} (temperature 0.8, top-k 50, seed 0):",
             "",
             "```",
-            sample,
+            tok.decode(ids[0].tolist()),
             "```",
             "",
         ]
-    )
+    text = "\n".join(lines)
     (out_root / "summary.md").write_text(text)
     print(text)
     return out_root

@@ -17,6 +17,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # created by init_distributed (a caller's own process group is left alone)
 
     @property
     def enabled(self) -> bool:
@@ -31,9 +32,10 @@ def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group when launched by torchrun (RANK / WORLD_SIZE set); no-op otherwise."""
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return DistInfo()
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns)
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo, strategy: str, device: torch.device) -> torch.nn.Module:
@@ -60,5 +62,5 @@ def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 
 def cleanup(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    if info.enabled and info.owns_group and dist.is_initialized():
         dist.destroy_process_group()

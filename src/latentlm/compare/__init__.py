@@ -1,0 +1,57 @@
+"""The comparison harness: named arms x seeds under one equal-budget rule, each run in its own folder, paired 95 %
+intervals, `compare.json` (for machines) and `compare.md` with charts (for people).
+
+Command line::
+
+    latentlm compare SPEC.yaml --out DIR [--arms A,B] [--aggregate-only]
+
+Python (the same thing; experiment scripts build the spec as a dict)::
+
+    from latentlm.compare import run_compare
+    res = run_compare({
+        "name": "tb_vs_gpt",
+        "seeds": [1, 2, 3],
+        "budget": "flops",                      # tokens (default) | flops | none
+        "arms": {
+            "gpt": {"config": "configs/gpt/tiny.yaml"},
+            "tb":  {"config": "configs/thoughtbubbles/tiny.yaml", "overrides": {"model.budget": 1.5}},
+        },
+        "heldout": ["my_text.txt"],             # scored with each run's own tokenizer
+        "eval": {"choice": ["piqa"], "choice_limit": 200},
+    }, out="runs/tb_vs_gpt")
+    res["paired"]                               # [{a, b, metric, mean_diff, ci95, significant, method, ...}]
+    res["arms"]["gpt"]["summary"]["val_bpb"]    # {mean, sd, n, values: {seed: bpb}}
+
+Spec keys: ``name`` (the grid's identity; an --out folder holding another name is refused), ``seeds`` (non-empty,
+distinct), ``arms`` (NAME: {config, overrides: {dotted.key: value}, label}), ``overrides`` (for every arm),
+``budget`` with optional ``tokens`` / ``flops`` totals (default: the first arm's max_steps x its tokens per step, or
+x its FLOPs per step), ``heldout`` (.txt / .jsonl paths or folders), ``eval`` (val_batches, leak, choice,
+choice_limit, reasoning, reasoning_limit, policy), ``baseline`` (arm listed first in the paired table), ``title``.
+
+Runs: OUT/runs/ARM/seed_N, trained with train.seed = N (same initial draw and data order across arms, which is what
+makes differences paired), train.resume=false, and train.max_steps from the budget rule. Each run's record
+RUN/compare_run.json holds the config hash (sha256 of the resolved config, max_steps and seed included), the
+checkpoint's sha256, the training summary and the metrics, computed here with the library's evaluators
+(eval/perplexity.py, eval/leak.py, eval/choice.py, eval/reasoning.py). A finished run is reused only when its hash
+matches (no training step runs); an interrupted run of the same hash continues from its checkpoint; a folder with
+another hash is refused with one `error:` line.
+
+Budget: tokens per step = train.batch_size x data.seq_len (all ranks). For reasoning data (padded batches) this is
+nominal, and a curriculum scheduled in steps is rescaled with max_steps; variants without ``flops_per_token``
+(latent_thoughts) take ``budget: tokens`` only.
+
+Scaling out: under ``torchrun --nproc_per_node=K -m latentlm compare ...`` every run trains with DDP over the K
+ranks (rank 0 evaluates and writes). Over several machines, give each its arms (or use a SLURM job array with one
+task per arm) on a shared filesystem, then aggregate once::
+
+    latentlm compare SPEC --out /shared/DIR --arms gpt        # machine 1
+    latentlm compare SPEC --out /shared/DIR --arms tb         # machine 2
+    latentlm compare SPEC --out /shared/DIR --aggregate-only  # anywhere, after both finished
+
+Intervals come from latentlm.eval.stats only (mean_sd, paired_diff = paired t, wilson); compare.md says so.
+"""
+
+from latentlm.compare.grid import aggregate, run_compare
+from latentlm.compare.spec import Spec, load_spec, plan_runs
+
+__all__ = ["run_compare", "aggregate", "load_spec", "plan_runs", "Spec"]

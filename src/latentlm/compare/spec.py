@@ -1,0 +1,386 @@
+"""The comparison spec: YAML (or a dict) -> a validated `Spec` -> one resolved `RunConfig` per (arm, seed).
+
+Everything that can be wrong with a spec is found here, before anything is written: unknown keys, duplicate keys
+(YAML's safe_load silently keeps the last of two equal keys, so two arms with one name would vanish into one),
+an empty or repeated seed list, an arm whose config does not load, a budget an arm cannot meet.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from latentlm.config import RunConfig, load_config, merge, to_dict
+from latentlm.errors import ConfigError, InputError
+
+REPO = Path(__file__).resolve().parents[3]
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+TOP_KEYS = ("name", "seeds", "arms", "budget", "tokens", "flops", "overrides", "heldout", "eval", "baseline", "title")
+ARM_KEYS = ("config", "overrides", "label")
+EVAL_KEYS = ("val_batches", "leak", "choice", "choice_limit", "reasoning", "reasoning_limit", "policy")
+BUDGETS = ("tokens", "flops", "none")
+# Fields that say where or how a run is driven, not what it computes: left out of the config hash.
+UNHASHED = {("train", "out_dir"), ("train", "resume"), ("log", "progress"), ("log", "tensorboard")}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice (safe_load keeps the last one silently)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise InputError(
+                f"line {key_node.start_mark.line + 1}: duplicate key {key!r} (first at line {seen[key]}); "
+                "every arm and setting needs its own name"
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml_strict(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"cannot read spec {path}: {e.strerror}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
+@dataclass
+class EvalSpec:
+    val_batches: int | None = None
+    """Validation batches to score (None: the whole validation split)."""
+    leak: bool = True
+    """Run the causality probe (the leak flag on charts)."""
+    choice: list[str] = field(default_factory=list)
+    """Zero-shot multiple-choice tasks (piqa, openbookqa, commonsenseqa, siqa or .jsonl paths)."""
+    choice_limit: int | None = None
+    reasoning: bool | str = False
+    """Exact-match accuracy on the run's held-out reasoning data (True) or a named set / file."""
+    reasoning_limit: int | None = None
+    policy: str | None = None
+
+    def digest(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Arm:
+    name: str
+    config: Path
+    overrides: dict
+    label: str = ""
+
+
+@dataclass
+class Spec:
+    name: str
+    seeds: list[int]
+    arms: list[Arm]
+    budget: str = "tokens"
+    tokens: int | None = None
+    flops: float | None = None
+    overrides: dict = field(default_factory=dict)
+    heldout: list[Path] = field(default_factory=list)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    baseline: str = ""
+    title: str = ""
+    source: str = "<dict>"
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "seeds": self.seeds,
+            "budget": self.budget,
+            "tokens": self.tokens,
+            "flops": self.flops,
+            "overrides": self.overrides,
+            "arms": {a.name: {"config": str(a.config), "overrides": a.overrides, "label": a.label} for a in self.arms},
+            "heldout": [str(p) for p in self.heldout],
+            "eval": self.eval.digest(),
+            "baseline": self.baseline,
+            "source": self.source,
+        }
+
+
+def _check_keys(data: dict, known: tuple, where: str) -> None:
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+            raise InputError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _resolve_path(raw: str, base: Path | None, what: str) -> Path:
+    p = Path(str(raw)).expanduser()
+    candidates = [p] if p.is_absolute() else [Path.cwd() / p] + ([base / p] if base else []) + [REPO / p]
+    for c in candidates:
+        if c.exists():
+            return c.resolve()
+    raise InputError(f"{what}: {raw} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+
+
+def _choice_task(task: str, base: Path | None, where: str) -> str:
+    """A .jsonl path (resolved) or a prepared task name; checked now, not after hours of training."""
+    from latentlm.data.corpora import data_root
+    from latentlm.eval.choice import TASKS, task_file
+
+    if task.endswith(".jsonl"):
+        return str(_resolve_path(task, base, where))
+    if task not in TASKS:
+        raise InputError(f"{where}: unknown task {task!r}: use one of {', '.join(TASKS)} or a .jsonl path")
+    if not task_file(data_root(), task).is_file():
+        raise InputError(f"{where}: no data for task {task!r}; run `latentlm data prepare {task}` first")
+    return task
+
+
+def _nested(overrides: Any, where: str) -> dict:
+    """{"train.lr": 1e-3, "model": {"n_layers": 2}} -> nested dict for config.merge."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise InputError(f"{where}: overrides must be a mapping of dotted.key: value, got {overrides!r}")
+    out: dict = {}
+    for key, value in overrides.items():
+        node = out
+        parts = str(key).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(f"{where}: override {key!r} conflicts with an earlier override of {part!r}")
+        if isinstance(value, dict):
+            value = _nested(value, where)
+            node[parts[-1]] = merge(node.get(parts[-1], {}), value) if isinstance(node.get(parts[-1]), dict) else value
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def load_spec(spec: str | Path | dict | Spec, base_dir: str | Path | None = None) -> Spec:
+    """Parse and validate a spec from a YAML path or a dict (paths inside resolve against the cwd, then
+    base_dir or the spec's folder, then the repository)."""
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, dict):
+        data, base, source = copy.deepcopy(spec), Path(base_dir) if base_dir else None, "<dict>"
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise InputError(f"spec file not found: {path}")
+        data, base, source = read_yaml_strict(path), Path(base_dir) if base_dir else path.resolve().parent, str(path)
+    where = source
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a mapping with name, seeds and arms")
+    _check_keys(data, TOP_KEYS, where)
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InputError(f"{where}: name must be a word of letters, digits, '_', '.', '-' (got {name!r})")
+    seeds = data.get("seeds")
+    if not isinstance(seeds, list) or not seeds:
+        raise InputError(f"{where}: seeds must be a non-empty list of integers, e.g. seeds: [1, 2, 3] (got {seeds!r})")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise InputError(f"{where}: seeds must be integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"{where}: seed list {seeds} repeats a seed; each seed must appear once")
+    arms_data = data.get("arms")
+    if not isinstance(arms_data, dict) or not arms_data:
+        raise InputError(f"{where}: arms must be a mapping NAME: {{config: PATH, overrides: {{...}}}} with >= 1 arm")
+    arms = []
+    for arm_name, arm in arms_data.items():
+        aw = f"{where}: arm {arm_name!r}"
+        if not isinstance(arm_name, str) or not NAME_RE.match(arm_name):
+            raise InputError(f"{aw}: arm names are folder names (letters, digits, '_', '.', '-')")
+        if isinstance(arm, str):
+            arm = {"config": arm}
+        if not isinstance(arm, dict) or "config" not in arm:
+            raise InputError(f"{aw}: needs config: PATH (a run config YAML)")
+        _check_keys(arm, ARM_KEYS, aw)
+        cfg_path = Path(str(arm["config"]))
+        try:
+            resolved = _resolve_path(str(cfg_path), base, f"{aw}: config")
+        except InputError:
+            raise InputError(f"{aw}: config file {arm['config']} not found; give a path to a run config YAML") from None
+        arms.append(Arm(arm_name, resolved, _nested(arm.get("overrides"), aw), str(arm.get("label") or "")))
+    budget = data.get("budget", "tokens")
+    if budget is None or budget is False:
+        budget = "none"
+    if budget not in BUDGETS:
+        raise InputError(f"{where}: budget must be one of {', '.join(BUDGETS)}, got {budget!r}")
+    tokens, flops = data.get("tokens"), data.get("flops")
+    if tokens is not None and (budget != "tokens" or not isinstance(tokens, int) or tokens < 1):
+        raise InputError(f"{where}: tokens: is a positive integer and needs budget: tokens (got {tokens!r})")
+    if flops is not None:
+        try:
+            flops = float(flops)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: flops must be a number, got {flops!r}") from None
+        if budget != "flops" or not math.isfinite(flops) or flops <= 0:
+            raise InputError(f"{where}: flops: is a positive number and needs budget: flops (got {flops!r})")
+    heldout = []
+    for h in data.get("heldout") or []:
+        p = _resolve_path(str(h), base, f"{where}: heldout corpus")
+        if p.is_file() and p.suffix not in (".txt", ".jsonl"):
+            raise InputError(f"{where}: heldout corpus {h} must be a .txt or .jsonl file (or a folder of them)")
+        heldout.append(p)
+    names = [p.stem for p in heldout]
+    if len(set(names)) != len(names):
+        raise InputError(f"{where}: two held-out corpora share the name {names}; rename one file")
+    ev = data.get("eval") or {}
+    if not isinstance(ev, dict):
+        raise InputError(f"{where}: eval must be a mapping ({', '.join(EVAL_KEYS)})")
+    _check_keys(ev, EVAL_KEYS, f"{where}: eval")
+    ev = dict(ev)
+    if isinstance(ev.get("choice"), str):
+        ev["choice"] = [t for t in ev["choice"].split(",") if t]
+    choice = []
+    for task in ev.get("choice") or []:
+        choice.append(_choice_task(str(task), base, f"{where}: eval.choice"))
+    ev["choice"] = choice
+    eval_spec = EvalSpec(**ev)
+    baseline = data.get("baseline") or arms[0].name
+    if baseline not in [a.name for a in arms]:
+        raise InputError(f"{where}: baseline {baseline!r} is not an arm (arms: {', '.join(a.name for a in arms)})")
+    return Spec(
+        name=name,
+        seeds=list(seeds),
+        arms=arms,
+        budget=budget,
+        tokens=tokens,
+        flops=flops,
+        overrides=_nested(data.get("overrides"), f"{where}: overrides"),
+        heldout=heldout,
+        eval=eval_spec,
+        baseline=baseline,
+        title=str(data.get("title") or ""),
+        source=source,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Budget: every arm trains on the same tokens (or the same training FLOPs).
+
+
+def tokens_per_step(cfg: RunConfig) -> int:
+    """Tokens one optimizer step consumes (all ranks): batch_size sequences of data.seq_len tokens."""
+    return cfg.train.batch_size * cfg.data.seq_len
+
+
+def flops_per_token(cfg: RunConfig) -> float | None:
+    """The model's own training FLOPs per token (forward + backward), from a parameter-free (meta) build."""
+    import torch
+
+    from latentlm.models import VARIANTS, build_model
+
+    if not hasattr(VARIANTS[cfg.model.variant].model, "flops_per_token"):
+        return None
+    with torch.device("meta"):
+        model = build_model(cfg.model)
+    return float(model.flops_per_token(cfg.data.seq_len))
+
+
+@dataclass
+class Planned:
+    """One (arm, seed) run: its resolved config and where it lives."""
+
+    arm: str
+    seed: int
+    cfg: RunConfig
+    run_dir: Path
+    config_hash: str
+
+
+@dataclass
+class ArmPlan:
+    name: str
+    base: RunConfig
+    max_steps: int
+    tokens_per_step: int
+    flops_per_token: float | None
+
+
+def resolve_arms(spec: Spec) -> dict[str, ArmPlan]:
+    """Load every arm's config (with the spec's and the arm's overrides) and apply the budget rule."""
+    plans: dict[str, ArmPlan] = {}
+    for arm in spec.arms:
+        try:
+            base = load_config(arm.config, merge(spec.overrides, arm.overrides))
+        except (ConfigError, InputError) as e:
+            raise InputError(f"arm {arm.name!r} ({arm.config.name}): {e}") from None
+        fpt = flops_per_token(base) if spec.budget == "flops" else None
+        plans[arm.name] = ArmPlan(arm.name, base, base.train.max_steps, tokens_per_step(base), fpt)
+    first = plans[spec.arms[0].name]
+    if spec.budget == "tokens":
+        total = spec.tokens or first.max_steps * first.tokens_per_step
+        for p in plans.values():
+            p.max_steps = total // p.tokens_per_step
+            if p.max_steps < 1:
+                raise InputError(
+                    f"token budget {total} is below one step of arm {p.name!r} ({p.tokens_per_step} tokens per step); "
+                    "raise tokens: or lower that arm's train.batch_size / data.seq_len"
+                )
+    elif spec.budget == "flops":
+        for p in plans.values():
+            if p.flops_per_token is None:
+                raise InputError(
+                    f"arm {p.name!r} ({p.base.model.variant}) has no flops_per_token; use budget: tokens for this grid"
+                )
+        total = spec.flops or first.max_steps * first.tokens_per_step * first.flops_per_token
+        for p in plans.values():
+            step = p.tokens_per_step * p.flops_per_token
+            p.max_steps = int(total // step)
+            if p.max_steps < 1:
+                raise InputError(
+                    f"FLOP budget {total:.3g} is below one training step of arm {p.name!r} ({step:.3g} FLOPs per "
+                    "step); raise flops: or shrink that arm"
+                )
+    return plans
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """sha256 of the resolved config (budget-derived max_steps and the seed included; out_dir/resume/log not)."""
+    d = to_dict(cfg)
+    for section, key in UNHASHED:
+        d.get(section, {}).pop(key, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_runs(spec: Spec, out: Path, arms: list[str] | None = None) -> tuple[dict[str, ArmPlan], list[Planned]]:
+    """Every (arm, seed) run of the grid in spec order: OUT/runs/ARM/seed_N, a fresh config per run."""
+    from latentlm.config import build
+
+    plans = resolve_arms(spec)
+    runs = []
+    for arm in spec.arms:
+        if arms and arm.name not in arms:
+            continue
+        p = plans[arm.name]
+        for seed in spec.seeds:
+            run_dir = out / "runs" / arm.name / f"seed_{seed}"
+            d = to_dict(p.base)
+            d["train"].update(max_steps=p.max_steps, seed=seed, out_dir=str(run_dir), resume="false")
+            cfg = build(RunConfig, d)
+            runs.append(Planned(arm.name, seed, cfg, run_dir, config_hash(cfg)))
+    return plans, runs
