@@ -48,6 +48,7 @@ TEST_SEED = 1000
 
 # the tasks: data.reasoning name, Coconut's max_latent_stage (the paper: 6 for ProsQA/ProntoQA), max_seq_len
 TASKS = {
+    "perm": {"data": "perm", "max_stage": 5, "max_seq_len": 48},
     "hops": {"data": "hops", "max_stage": 5, "max_seq_len": 160},
     "prosqa": {"data": "prosqa", "max_stage": 6, "max_seq_len": 288},
     "prontoqa": {"data": "prontoqa:hops=5", "max_stage": 6, "max_seq_len": 256},
@@ -65,6 +66,9 @@ GRID = {
 MODEL = dict(hidden=64, layers=2, heads=4, kv_heads=4)
 
 
+BATCH = [32]
+
+
 def common(task: dict, base: Path, out: Path, steps: int, seed: int, n_train: int, lr: float) -> list[str]:
     return [
         "--model.variant=latent_thoughts",
@@ -79,7 +83,7 @@ def common(task: dict, base: Path, out: Path, steps: int, seed: int, n_train: in
         f"--train.max_steps={steps}",
         f"--train.ckpt_every={steps}",
         "--train.keep_checkpoints=1",
-        "--train.batch_size=32",
+        f"--train.batch_size={BATCH[0]}",
         f"--train.lr={lr}",
         "--train.warmup_steps=20",
         "--train.weight_decay=0.01",
@@ -141,25 +145,39 @@ def run_seed(name: str, seed: int, args) -> None:
     root = RUNS_DIR[0] / name / f"seed{seed}"
     root.mkdir(parents=True, exist_ok=True)
     test = test_set(name, args.test)
-    train_ex = reasoning_examples(task["data"], "train", args.train, seed)
-    tok = word_tokenizer(train_ex + test + vocab_pool(name))
-    base0 = save_tiny_llama(root / "init", tok, seed=seed, max_position_embeddings=task["max_seq_len"],
-                            tie_word_embeddings=True, **MODEL)  # fmt: skip
     t0 = time.perf_counter()
     cot0 = root / "cot_base"
-    if not (cot0 / "eval.json").is_file():
-        cfg = load_config(
-            None, common(task, base0, cot0, args.base_steps, seed, args.train, args.lr) + ["--model.method=cot"]
-        )
-        train(cfg)
-        model, tk = load_run(cot0)
-        res = evaluate(model, tk, test)
-        res["train_s"] = time.perf_counter() - t0
-        (cot0 / "eval.json").write_text(json.dumps(res))
-        log(name, seed, "cot_base", res)
-    base = root / "cot_base_hf"
-    if not (base / "config.json").is_file():
-        export_base(cot0, base)
+    if args.base:  # one shared CoT-SFT base (as the papers fine-tune one pretrained LM); seeds vary the fine-tuning
+        base = Path(args.base)
+        if not (cot0 / "eval.json").is_file() and "cot" in args.methods:
+            from latentlm.data.tokenizer import Tokenizer
+            from latentlm.models.latent_thoughts import Config, Model
+
+            model = Model(Config(base_model=str(base), method="cot", max_seq_len=task["max_seq_len"]))
+            res = evaluate(model, Tokenizer.load(base), test)
+            res["train_s"] = 0.0
+            cot0.mkdir(parents=True, exist_ok=True)
+            (cot0 / "eval.json").write_text(json.dumps(res))
+            log(name, seed, "cot_base", res)
+    else:
+        while args.wait_base and not (root / "cot_base_hf" / "tokenizer.json").is_file():
+            time.sleep(10)  # another process trains this seed's CoT base
+        if not (cot0 / "eval.json").is_file():
+            train_ex = reasoning_examples(task["data"], "train", args.train, seed)
+            tok = word_tokenizer(train_ex + test + vocab_pool(name))
+            base0 = save_tiny_llama(root / "init", tok, seed=seed, max_position_embeddings=task["max_seq_len"],
+                                    tie_word_embeddings=True, **MODEL)  # fmt: skip
+            over = common(task, base0, cot0, args.base_steps, seed, args.train, args.lr) + ["--model.method=cot"]
+            train(load_config(None, over))
+            model, tk = load_run(cot0)
+            res = evaluate(model, tk, test)
+            res["train_s"] = time.perf_counter() - t0
+            (cot0 / "eval.json").write_text(json.dumps(res))
+            log(name, seed, "cot_base", res)
+        base = root / "cot_base_hf"
+        if not (base / "tokenizer.json").is_file():
+            export_base(cot0, base.with_name("tmp_hf"))
+            base.with_name("tmp_hf").rename(base)
     for method in args.methods:
         out = root / method
         if (out / "eval.json").is_file():
@@ -304,7 +322,7 @@ def report(names, seeds, args) -> None:
         md += table(name, js["tasks"][name], runs)
     OUT.mkdir(parents=True, exist_ok=True)
     js["setup"] = {"model": MODEL, "base_steps": args.base_steps, "steps": args.steps, "n_train": args.train,
-                   "lr": args.lr, "batch": 32, "command": " ".join(sys.argv)}  # fmt: skip
+                   "lr": args.lr, "batch": args.batch, "base": args.base, "command": " ".join(sys.argv)}  # fmt: skip
     (OUT / "latent_reasoning.json").write_text(json.dumps(js, indent=1, default=float))
     head = (OUT / "latent_reasoning_notes.md").read_text() if (OUT / "latent_reasoning_notes.md").is_file() else ""
     (OUT / "latent_reasoning.md").write_text(head + "\n".join(md) + "\n")
@@ -356,7 +374,7 @@ def table(name, t, runs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tasks", nargs="+", default=["hops"])
+    ap.add_argument("--tasks", nargs="+", default=["perm"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=[m for m in GRID])
     ap.add_argument("--train", type=int, default=2000)
@@ -364,7 +382,10 @@ def main():
     ap.add_argument("--base-steps", type=int, default=1500)
     ap.add_argument("--steps", type=int, default=450)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--runs", default=str(RUNS_DIR[0]), help="where the runs go")
+    ap.add_argument("--base", default=None, help="a shared CoT-SFT base (HF folder) instead of one per seed")
+    ap.add_argument("--wait-base", action="store_true", help="wait for another process to train the CoT base")
     ap.add_argument("--report", action="store_true", help="only write the tables from finished runs")
     args = ap.parse_args()
     try:
@@ -376,6 +397,7 @@ def main():
                 raise LatentLMError(f"unknown method {m!r}; known: {', '.join(GRID)}")
         torch.set_num_threads(1)
         RUNS_DIR[0] = Path(args.runs)
+        BATCH[0] = args.batch
         if not args.report:
             for name in args.tasks:
                 for seed in args.seeds:

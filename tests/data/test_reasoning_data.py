@@ -117,3 +117,29 @@ def test_reasoning_file_errors_name_the_line_and_the_field(tmp_path):
     t.write_text("q||<<1+1=2>> #### 2\nno separator here\n")
     with pytest.raises(InputError, match=r"icot.txt:2: malformed"):
         load_examples(t)
+
+
+def test_perm_task_tracks_the_state_and_its_operations_generate_s5():
+    from latentlm.data.reasoning import PERM_OPS, perm_example
+
+    group, frontier = {tuple(range(5))}, [tuple(range(5))]
+    while frontier:  # closure of the five permutations under composition
+        nxt = []
+        for g in frontier:
+            for p in PERM_OPS.values():
+                h = tuple(p[g[i]] for i in range(5))
+                if h not in group:
+                    group.add(h)
+                    nxt.append(h)
+        frontier = nxt
+    assert len(group) == 120  # all of S5: a non-solvable group, so the word problem is NC1-complete
+    rng = random.Random(1)
+    for _ in range(20):
+        ex = perm_example(rng, k=5)
+        tokens = ex.question.rstrip(" ?").split(" ")
+        x, ops = int(tokens[0]), tokens[1::2]
+        assert len(ops) == 5 and all(t == "," for t in tokens[2::2])
+        for op, step in zip(ops, ex.steps):
+            x = PERM_OPS[op][x]
+            assert step == str(x)
+        assert ex.answer == ex.steps[-1]

@@ -315,28 +315,36 @@ def hops_example(
     return ReasoningExample(question, [f"{x} > {y}" for x, y in zip(head[:k], head[1 : k + 1])], head[k])
 
 
-ARITH_OPS = [f"+{a}" for a in range(1, 10)] + ["*3", "*7", "*9"]
+PERM_OPS = {  # five fixed permutations of 0..4 (image of 0, 1, 2, 3, 4); together they generate S5
+    "A": (1, 2, 3, 4, 0),
+    "B": (1, 0, 2, 3, 4),
+    "C": (0, 2, 4, 1, 3),
+    "D": (3, 1, 0, 4, 2),
+    "E": (4, 3, 2, 0, 1),
+}
 
 
-def arith_example(rng: random.Random, min_ops: int = 4, max_ops: int = 6, modulus: int = 10) -> ReasoningExample:
-    """k-step modular arithmetic, the state-tracking task on which a small model needs its chain: a start digit and
-    k operations (`+a`, or `*a` with a coprime to 10, so every step is a permutation of the digits and the answer
-    is uniform), applied left to right mod 10: `3 +4 *7 +1 ?` -> 7, 9, 0 -> `0`. The steps are the running values,
-    one per operation. Each value depends on the previous one, and + and * do not commute, so the k updates are
-    strictly sequential: with the chain every step is one table look-up from two tokens at fixed offsets; without
-    it the model must compose k affine maps mod 10 inside one forward pass."""
-    if not 1 <= min_ops <= max_ops or modulus != 10:
-        raise ConfigError(f"arith: need 1 <= min_ops <= max_ops and modulus 10 (got {min_ops}, {max_ops}, {modulus})")
-    x = rng.randrange(10)
-    ops = [rng.choice(ARITH_OPS) for _ in range(rng.randint(min_ops, max_ops))]
-    question, values = f"{x} " + " ".join(ops) + " ?", []
+def perm_example(rng: random.Random, k: int = 5) -> ReasoningExample:
+    """k-step state tracking in S5, the task on which a small model needs its chain: a start state in 0..4 and k
+    permutations from PERM_OPS applied left to right, `3 A , C , B , E , D ?`; the steps are the k running
+    states, the answer the last. Why a chain is needed: the answer is the word problem of S5 (a non-solvable
+    group), NC1-complete (Barrington 1989), which constant-depth transformers cannot solve in one forward pass
+    unless TC0 = NC1 (Merrill & Sabharwal 2023; Liu et al. 2023 "Transformers learn shortcuts to automata"); with
+    k = 5 there are 5^5 op words x 5 starts, far more than a training set covers. With the chain, each step is one
+    look-up in a 5 x 5 table from two tokens at fixed offsets (the previous state, 2 back; its operation, at a
+    constant distance because the operations are comma-separated and k is fixed)."""
+    if not 1 <= k <= 12:
+        raise ConfigError(f"perm: k must be in 1..12 (got {k})")
+    x = rng.randrange(5)
+    ops = [rng.choice(sorted(PERM_OPS)) for _ in range(k)]
+    question, values = f"{x} " + " , ".join(ops) + " ?", []
     for op in ops:
-        x = (x + int(op[1:])) % 10 if op[0] == "+" else (x * int(op[1:])) % 10
+        x = PERM_OPS[op][x]
         values.append(str(x))
     return ReasoningExample(question, values, values[-1])
 
 
-GENERATORS = {"prosqa": prosqa_example, "prontoqa": prontoqa_example, "hops": hops_example, "arith": arith_example}
+GENERATORS = {"prosqa": prosqa_example, "prontoqa": prontoqa_example, "hops": hops_example, "perm": perm_example}
 BALANCE = {"prosqa": "gold_first", "prontoqa": "true_answer"}
 """Choice tasks: the keyword that fixes the gold option's position (ProsQA) or label (ProntoQA), balanced to exactly
 50 % per generated split."""
@@ -505,7 +513,7 @@ REASONING_TASKS = {
     "prosqa": build_examples_source,
     "prontoqa": build_examples_source,
     "hops": build_examples_source,
-    "arith": build_examples_source,
+    "perm": build_examples_source,
 }
 
 
