@@ -180,6 +180,14 @@ def run_seed(name: str, seed: int, args) -> None:
             base.with_name("tmp_hf").rename(base)
     for method in args.methods:
         out = root / method
+        if (out / "eval.json").is_file() and method in args.reeval and method != "soft_thinking":
+            old = json.loads((out / "eval.json").read_text())
+            model, tk = load_run(out)
+            res = evaluate(model, tk, test)
+            res["train_s"], res["thinking_in_training"] = old["train_s"], old.get("thinking_in_training")
+            (out / "eval.json").write_text(json.dumps(res))
+            log(name, seed, method + " (re-evaluated)", res)
+            continue
         if (out / "eval.json").is_file():
             continue
         t0 = time.perf_counter()
@@ -323,7 +331,20 @@ def report(names, seeds, args) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     js["setup"] = {"model": MODEL, "base_steps": args.base_steps, "steps": args.steps, "n_train": args.train,
                    "lr": args.lr, "batch": args.batch, "base": args.base, "command": " ".join(sys.argv)}  # fmt: skip
-    (OUT / "latent_reasoning.json").write_text(json.dumps(js, indent=1, default=float))
+    (OUT / "latent_reasoning_details.json").write_text(json.dumps(js, indent=1, default=float))
+    keep = ("seeds", "acc", "acc_mean", "gen_tokens_mean", "latent_steps_mean", "terminated_frac")
+    exact = {  # the schema of issue 15, nothing more; everything else is in latent_reasoning_details.json
+        "tasks": {
+            name: {
+                "n_test": t["n_test"],
+                "trivial": t["trivial"],
+                "methods": {m: {k: r[k] for k in keep} for m, r in t["methods"].items()},
+                "paired": [{k: p[k] for k in ("a", "b", "mean_diff", "ci95")} for p in t["paired"]],
+            }
+            for name, t in js["tasks"].items()
+        }
+    }
+    (OUT / "latent_reasoning.json").write_text(json.dumps(exact, indent=1, default=float))
     head = (OUT / "latent_reasoning_notes.md").read_text() if (OUT / "latent_reasoning_notes.md").is_file() else ""
     (OUT / "latent_reasoning.md").write_text(head + "\n".join(md) + "\n")
 
@@ -368,7 +389,8 @@ def table(name, t, runs):
         per = runs[m]
         s0 = per[min(per)]
         for smp in s0["samples"][:2]:
-            lines.append(f"- {m}: `{smp['generated'][:150]}` → `{smp['predicted']}` (gold `{smp['gold']}`)")
+            text = " ".join(smp["generated"][:150].replace("\n", "/").split())
+            lines.append(f"- {m}: `{text}` → `{smp['predicted']}` (gold `{smp['gold']}`)")
     return lines + [""]
 
 
@@ -385,6 +407,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--runs", default=str(RUNS_DIR[0]), help="where the runs go")
     ap.add_argument("--base", default=None, help="a shared CoT-SFT base (HF folder) instead of one per seed")
+    ap.add_argument("--reeval", nargs="*", default=[], help="evaluate these finished runs again")
     ap.add_argument("--wait-base", action="store_true", help="wait for another process to train the CoT base")
     ap.add_argument("--report", action="store_true", help="only write the tables from finished runs")
     args = ap.parse_args()

@@ -44,11 +44,18 @@ METHODS = {
 }
 
 
-def tiny_base() -> str:
-    from latentlm.data.tokenizer import gpt2_tokenizer
+def tiny_base(data: list[str], n_train: int, n_test: int, seed: int) -> str:
+    """A tiny random Llama over the word vocabulary of the quick run's examples (a GPT-2-vocabulary one is too slow
+    on CPU: its 50k-row head dominates)."""
+    from latentlm.data.reasoning import word_tokenizer
     from latentlm.models.latent_thoughts.base import save_tiny_llama
 
-    return str(save_tiny_llama(tempfile.mkdtemp(), gpt2_tokenizer(), hidden=64, layers=2, heads=4, kv_heads=2))
+    exs = [
+        ex
+        for d in data
+        for ex in reasoning_examples(d, "train", n_train, seed) + reasoning_examples(d, "test", n_test, 1337)
+    ]
+    return str(save_tiny_llama(tempfile.mkdtemp(), word_tokenizer(exs), hidden=64, layers=2, heads=4, kv_heads=2))
 
 
 def main():
@@ -60,8 +67,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    base = tiny_base() if args.quick else "smollm2"
     n_train, n_test = (16, 4) if args.quick else (args.train, args.test)
+    base = tiny_base(args.data, n_train, n_test, args.seed) if args.quick else "smollm2"
     batch = 8
     steps = max(4, int(args.epochs * n_train / batch)) if not args.quick else 6
     stage = max(1, steps // 3)

@@ -9,8 +9,9 @@ switching policy. The answer is the text after the last "###", up to a newline, 
 cosine similarity of successive latents of a row.
 
 `max_new_tokens` defaults to 1.5x the longest gold chain (steps + answer, in tokens) of the examples evaluated, so
-a model that writes the gold chain is never cut; a prompt plus its gold chain that cannot fit model.max_seq_len is
-an error.
+a model that writes the gold chain is never cut (LT-Tuning, whose <thinking> steps sit inside the text, gets
+2 x lt_cap more: as many as training can insert); a prompt plus its gold chain that cannot fit model.max_seq_len
+is an error.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def evaluate_reasoning(
     all_prompts = [prompt_ids(ex, cfg.method, cfg, tokenizer) for ex in examples]
     if max_new_tokens is None:
         max_new_tokens = default_max_new_tokens(examples, tokenizer, all_prompts, cfg.max_seq_len)
+        if cfg.method == "lt_tuning":  # its <thinking> steps sit inside the text: room for as many as training had
+            max_new_tokens += 2 * max(cfg.lt_cap)
     correct, gen_tokens, latent_steps, terminated, samples, per_item = 0, [], [], 0, [], []
     norms, cosines = [], []
     emb_norm = float(model.base.get_input_embeddings().weight.detach().norm(dim=-1).mean())
