@@ -226,7 +226,7 @@ def test_policies_switch_where_they_should():
 def test_generated_reasoning_data_is_consistent():
     rng = random.Random(3)
     for _ in range(20):
-        ex = prosqa_example(rng, n_nodes=9)
+        ex = prosqa_example(rng, n_nodes=12, min_steps=1, max_steps=3)
         entity = ex.answer.split(" is a ")[0]
         assert ex.steps[0].startswith(f"{entity} is a ") and ex.answer.endswith(ex.steps[-1].split(" is a ")[-1])
         for s in ex.steps:
@@ -248,7 +248,7 @@ def test_reasoning_file_loader_formats_and_errors(tmp_path):
     assert ex.steps == ["<<16-3=13>>", "<<13*2=26>>"] and ex.answer == "26"
     js = tmp_path / "gsm.jsonl"
     js.write_text('{"question": "q", "answer": "step one\\nstep two\\n#### 1,000"}\n{"question": "q2"}\n')
-    with pytest.raises(InputError, match=r"gsm.jsonl:2: malformed reasoning example"):
+    with pytest.raises(InputError, match=r"gsm.jsonl:2: missing field .answer."):
         load_examples(js)
 
 
@@ -275,10 +275,10 @@ def test_bad_inputs(base_dir, tmp_path):
     m = model_for(base_dir, "coconut", c_thought=300, max_latent_stage=2)  # 600 latents at stage 2
     from latentlm.models.latent_thoughts.curriculum import ReasoningSource
 
-    src = ReasoningSource([EX], type("R", (), {"model": m.config})(), m.tokenizer, 1, seed=0)
-    src.stage = 2
-    with pytest.raises(InputError, match=r"example 0 needs \d+ tokens at stage 2 .* more than model.max_seq_len=512"):
-        src.next_batch()
+    with pytest.raises(
+        InputError, match=r"train example 0: .* need up to \d+ tokens .* more than model.max_seq_len=512"
+    ):
+        ReasoningSource([EX], type("R", (), {"model": m.config})(), m.tokenizer, 1, seed=0)  # checked up front
 
 
 def test_coconut_trains_through_the_shared_trainer_across_a_stage_change(base_dir, tmp_path, monkeypatch):
@@ -301,7 +301,7 @@ def test_coconut_trains_through_the_shared_trainer_across_a_stage_change(base_di
             "--model.max_latent_stage=1",
             "--model.stage_steps=[2, 2]",
             "--model.n_latents=1",
-            "--data.reasoning=prontoqa",
+            "--data.reasoning=prontoqa:hops=1",
             "--data.tokenizer=model",
             "--data.reasoning_examples=8",
             "--data.seq_len=8",

@@ -1,19 +1,35 @@
-"""Reasoning accuracy of latent-thought runs: exact match, generated tokens, latent steps, collapse diagnostics.
+"""Reasoning accuracy of latent-thought runs: exact match, generated tokens, latent steps, termination, collapse
+diagnostics.
 
 Prompts follow each method's inference format (curriculum.prompt_ids); generation is batched with the run's
-switching policy. The answer is the text after the last "###", up to a newline, commas removed (the official
-Coconut / LT-Tuning metric). Collapse diagnostics over the latent steps (Coconut issue #29, LT-Tuning §1): the norm
-of a latent over the mean norm of token input embeddings, and the cosine similarity of successive latents of a row.
+switching policy. The answer is the text after the last "###", up to a newline, with special tokens (<thinking>,
+<latent>, ...) and commas removed (the official Coconut / LT-Tuning metric: both strip special tokens). A generation
+*terminates* when it emits the end-of-text token after an answer marker. Collapse diagnostics over the latent steps
+(Coconut issue #29, LT-Tuning §1): the norm of a latent over the mean norm of token input embeddings, and the
+cosine similarity of successive latents of a row.
+
+`max_new_tokens` defaults to 1.5x the longest gold chain (steps + answer, in tokens) of the examples evaluated, so
+a model that writes the gold chain is never cut (LT-Tuning, whose <thinking> steps sit inside the text, gets
+2 x lt_cap more: as many as training can insert); a prompt plus its gold chain that cannot fit model.max_seq_len
+is an error.
 """
 
 from __future__ import annotations
 
+import math
+import re
+
 import torch
 
+from latentlm.errors import InputError
 from latentlm.eval.stats import wilson
 
+SPECIAL = re.compile(r"<\|endoftext\|>|<bot>|<eot>|<latent>|<thinking>|<pad>|</?s>")
 
-def extract_answer(text: str) -> str:
+
+def extract_answer(text: str, special: re.Pattern = SPECIAL) -> str:
+    """The text after the last "###", up to a newline; special tokens and commas removed, whitespace collapsed."""
+    text = special.sub("", text)
     if "###" not in text:
         return ""
     return " ".join(text.split("###")[-1].split("\n")[0].replace(",", "").split())
@@ -23,13 +39,31 @@ def normalise(answer: str) -> str:
     return " ".join(answer.replace(",", "").split())
 
 
+def gold_chain_tokens(examples, tokenizer) -> list[int]:
+    """Tokens of each example's gold response: steps, "### answer" and end-of-text (what CoT-SFT writes)."""
+    from latentlm.models.latent_thoughts.curriculum import encode_parts
+
+    return [sum(map(len, s)) + len(a) for _, s, a in (encode_parts(ex, tokenizer) for ex in examples)]
+
+
+def default_max_new_tokens(examples, tokenizer, prompts, max_seq_len: int) -> int:
+    chains = gold_chain_tokens(examples, tokenizer)
+    for i, (p, c) in enumerate(zip(prompts, chains)):
+        if len(p) + c > max_seq_len:
+            raise InputError(
+                f"example {i}: prompt ({len(p)} tokens) + gold chain ({c}) exceed model.max_seq_len={max_seq_len}; "
+                "the model could not write its chain: raise model.max_seq_len or use shorter data"
+            )
+    return math.ceil(1.5 * max(chains))
+
+
 def evaluate_reasoning(
     model,
     tokenizer,
     examples,
     *,
     batch_size: int = 8,
-    max_new_tokens: int = 64,
+    max_new_tokens: int | None = None,
     policy: str | None = None,
     keep: int = 3,
 ) -> dict:
@@ -38,31 +72,43 @@ def evaluate_reasoning(
 
     cfg = model.config
     check_special_tokens(tokenizer, cfg.special_tokens)
-    correct, gen_tokens, latent_steps, samples = 0, [], [], []
+    all_prompts = [prompt_ids(ex, cfg.method, cfg, tokenizer) for ex in examples]
+    if max_new_tokens is None:
+        max_new_tokens = default_max_new_tokens(examples, tokenizer, all_prompts, cfg.max_seq_len)
+        if cfg.method == "lt_tuning":  # its <thinking> steps sit inside the text: room for as many as training had
+            max_new_tokens += 2 * max(cfg.lt_cap)
+    correct, gen_tokens, latent_steps, terminated, samples, per_item = 0, [], [], 0, [], []
     norms, cosines = [], []
     emb_norm = float(model.base.get_input_embeddings().weight.detach().norm(dim=-1).mean())
+    fixed = (policy or cfg.policy) in ("fixed",) or ((policy or cfg.policy) == "auto" and cfg.method == "coconut")
     was = model.training
     model.eval()
     for s in range(0, len(examples), batch_size):
         chunk = examples[s : s + batch_size]
-        prompts = [prompt_ids(ex, cfg.method, cfg, tokenizer) for ex in chunk]
+        prompts = all_prompts[s : s + batch_size]
         T = max(map(len, prompts))
         ids = torch.tensor([[tokenizer.pad_id] * (T - len(p)) + p for p in prompts])
         mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts])
         new = min(max_new_tokens, cfg.max_seq_len - T)
-        out, info = model.generate(ids, new, attention_mask=mask, policy=policy, return_trace=True)
+        kw = {}
+        if fixed and hasattr(model, "default_latents"):  # Coconut: min(max, #steps) latents per row (official rule)
+            kw["n_latents"] = torch.tensor([model.default_latents(len(ex.steps)) for ex in chunk])
+        out, info = model.generate(ids, new, attention_mask=mask, policy=policy, return_trace=True, **kw)
         rows_latents: list[list[torch.Tensor]] = [[] for _ in chunk]
         for is_latent, z in info["latents"]:
             for r in torch.nonzero(is_latent).flatten().tolist():
                 rows_latents[r].append(z[r])
         for r, ex in enumerate(chunk):
             gen = out[r, T:].tolist()
-            if tokenizer.eos_id in gen:
+            ended = tokenizer.eos_id in gen
+            if ended:
                 gen = gen[: gen.index(tokenizer.eos_id)]
             text = tokenizer.decode(gen)
             pred = extract_answer(text)
             ok = pred == normalise(ex.answer)
             correct += ok
+            per_item.append(int(ok))
+            terminated += ended and "###" in SPECIAL.sub("", text)
             n_latent = int(info["latent_steps"][r])
             latent_steps.append(n_latent)
             gen_tokens.append(len(gen))
@@ -80,10 +126,13 @@ def evaluate_reasoning(
         "accuracy_ci95": wilson(correct, n),
         "generated_tokens": mean(gen_tokens),
         "latent_steps": mean(latent_steps),
+        "terminated_frac": terminated / n,
+        "max_new_tokens": max_new_tokens,
         "latent_norm_ratio": mean(norms),
         "successive_latent_cosine": mean(cosines),
         "method": cfg.method,
         "policy": policy or cfg.policy,
+        "correct": per_item,
         "samples": samples,
     }
 

@@ -88,16 +88,31 @@ def save_tiny_llama(
     return Path(directory)
 
 
-def add_special_tokens(model, tokenizer, tokens=SPECIAL_TOKENS, init_from: str = "<<") -> list[int]:
-    """Add tokens (idempotent) and give new embedding rows the embedding of `init_from` (Coconut's choice)."""
+def add_special_tokens(
+    model, tokenizer, tokens=SPECIAL_TOKENS, init_from: str = "<<", jitter: float = 1e-2
+) -> list[int]:
+    """Add tokens (idempotent) and give new embedding rows the embedding of `init_from` (Coconut's choice).
+
+    Rows copied from one source give the new tokens exactly equal logits, so a greedy argmax among them would be
+    decided by float noise (batched vs single-row kernels disagree). The output rows therefore get a fixed,
+    seeded perturbation of relative size `jitter` (each row its own), which makes the ties strict and
+    reproducible; with tied embeddings the input rows share it."""
     old = model.get_input_embeddings().weight.shape[0]
     ids = tokenizer.add_special_tokens(tokens)
     if tokenizer.vocab_size > old:
         model.resize_token_embeddings(tokenizer.vocab_size, mean_resizing=False)
         src = tokenizer.encode(init_from)[0] if tokenizer.encode(init_from) else (tokenizer.eos_id or 0)
+        out = model.get_output_embeddings()
         with torch.no_grad():
-            for emb in {model.get_input_embeddings(), model.get_output_embeddings()}:
+            for emb in {model.get_input_embeddings(), out}:
                 emb.weight[old:] = emb.weight[src]
+            if out is not None and jitter > 0:
+                g = torch.Generator().manual_seed(len(tokens))
+                row = out.weight[src].float()
+                noise = (
+                    torch.randn(out.weight.shape[0] - old, row.numel(), generator=g) * row.norm() / row.numel() ** 0.5
+                )
+                out.weight[old:] += (jitter * noise).to(out.weight.dtype)
     return ids
 
 

@@ -40,12 +40,16 @@ class LatentThoughtsConfig:
     c_thought: int = 1
     """Coconut: latents per replaced reasoning step."""
     max_latent_stage: int = 3
-    """Coconut: stages 1..max replace the first k steps; the last stage keeps k*c latents and drops all steps."""
+    """Coconut (official rule): stage k <= max replaces the first k steps with k*c latents and keeps the rest; the
+    stage after max drops every step and keeps min(max, #steps)*c latents (max*c with pad_latent_to_max)."""
+    pad_latent_to_max: bool = False
+    """Coconut: always max_latent_stage*c latents in the last stage and at inference (the official GSM setting);
+    otherwise min(max_latent_stage, #steps)*c per example, as the official ProsQA/ProntoQA runs do."""
     pause_tokens: int = 3
     """pause baseline: <latent> tokens (plain, learned embeddings) between question and answer."""
     stage_steps: list[int] = field(default_factory=lambda: [100, 100, 100])
-    """Optimizer steps per curriculum stage (Coconut: stage 0 = CoT, then one entry per stage, the last one
-    repeats; LT-Tuning: its stages 1, 2, 3)."""
+    """Optimizer steps per curriculum stage (Coconut: stage 0 = CoT, then stages 1..max and the all-latent stage
+    max+1, one entry each, the last one repeating; LT-Tuning: its stages 1, 2, 3)."""
     lt_threshold: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.2])
     """LT-Tuning: a response token is a candidate when p(gold) under the current model is below this, per stage."""
     lt_cap: list[int] = field(default_factory=lambda: [0, 6, 8])
@@ -55,12 +59,16 @@ class LatentThoughtsConfig:
     # inference
     policy: Literal["auto", "fixed", "learned", "threshold", "cold_stop", "none"] = "auto"
     """auto = the method's: coconut fixed count, lt_tuning learned <thinking>, soft_thinking cold stop, else none."""
-    n_latents: int = 3
-    """fixed policy: latents after <bot>."""
+    n_latents: int | None = None
+    """fixed policy: latents after <bot>; None = Coconut's rule (max_latent_stage*c, or min(max, #gold steps)*c per
+    example when the evaluator knows the example and pad_latent_to_max is off)."""
     threshold: float = 0.5
     """threshold policy: a latent step whenever the top next-token probability is below this."""
     threshold_cap: int = 8
-    """threshold / cold-stop policies: at most this many latent steps."""
+    """threshold policy: at most this many latent steps (learned policy: 8x this)."""
+    soft_cap: int = 1024
+    """Soft Thinking: at most this many soft steps, then plain decoding with nothing forced (the default exceeds any
+    max_new_tokens, so only cold stop ends thinking)."""
     cold_stop_entropy: float = 0.01
     """cold stop: end thinking when the entropy (nats) stays below this ..."""
     cold_stop_steps: int = 4
@@ -68,17 +76,26 @@ class LatentThoughtsConfig:
 
     @property
     def n_stages(self) -> int:
-        return self.max_latent_stage + 1 if self.method == "coconut" else 3 if self.method == "lt_tuning" else 1
+        return self.max_latent_stage + 2 if self.method == "coconut" else 3 if self.method == "lt_tuning" else 1
 
     def validate(self) -> None:
         if self.max_seq_len < 8:
             raise ConfigError(f"model.max_seq_len={self.max_seq_len} is too short")
         if not 0 <= self.fusion_alpha <= 1:  # (NaN fails the comparison, so it is rejected too)
             raise ConfigError(f"model.fusion_alpha={self.fusion_alpha} must be in [0, 1]")
-        if self.c_thought < 1 or self.max_latent_stage < 0 or self.n_latents < 0:
-            raise ConfigError("model.c_thought must be >= 1, model.max_latent_stage and model.n_latents >= 0")
-        if not self.stage_steps or any(s < 1 for s in self.stage_steps):
-            raise ConfigError(f"model.stage_steps={self.stage_steps} must list positive step counts")
+        if self.c_thought < 1 or self.max_latent_stage < 0:
+            raise ConfigError("model.c_thought must be >= 1 and model.max_latent_stage >= 0")
+        for name in ("n_latents", "pause_tokens", "threshold_cap", "soft_cap", "soft_top_k", "adapter_hidden"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ConfigError(f"model.{name}={v}: a latent/token count must be >= 0")
+        if self.cold_stop_steps < 1:
+            raise ConfigError(f"model.cold_stop_steps={self.cold_stop_steps} must be >= 1")
+        if not self.stage_steps or any(s < 0 for s in self.stage_steps) or sum(self.stage_steps) == 0:
+            raise ConfigError(
+                f"model.stage_steps={self.stage_steps} must list step counts >= 0 (0 skips a stage, e.g. stage 0 "
+                "when starting from a CoT-SFT model), not all 0"
+            )
         for name in ("lt_threshold", "lt_cap", "lt_insert_prob", "lt_second_prob"):
             if len(getattr(self, name)) != 3:
                 raise ConfigError(f"model.{name} needs one value per LT-Tuning stage (3)")

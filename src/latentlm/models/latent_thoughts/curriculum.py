@@ -5,8 +5,10 @@ Layouts (labels are pre-shifted targets; -100 where nothing is learned):
     cot       question\\n step1\\n ... ### answer<eos>              supervise steps and answer
     pause     question\\n <latent>*n ### answer<eos>                pause tokens are plain (learned) tokens
     coconut   question\\n <bot> <latent>*(k*c) <eot> step_{k+1}\\n ... ### answer<eos>        (Coconut §3)
-              stage k replaces the first k steps; at the last stage every step is gone; question, <bot>, latents and
-              <eot> are not supervised. Stage 0 is CoT with an empty <bot><eot>.
+              stage k <= max_latent_stage replaces the first k steps with k*c latents (k latents even when the
+              example has fewer steps); stage max+1 drops every step with min(max, #steps)*c latents (max*c with
+              pad_latent_to_max), as the official dataset.py does; question, <bot>, latents and <eot> are not
+              supervised. Stage 0 is CoT with an empty <bot><eot>.
     lt_tuning stage 1: cot. Stages 2-3: a <thinking> token (twice with some probability) is inserted before response
               tokens the current model finds hard (p(gold) < tau), at most `cap` points, and <thinking> is supervised
               (the model learns to emit it). The probabilities come from scoring exactly the token sequence trained on.
@@ -56,8 +58,8 @@ def render(ex: ReasoningExample, method: str, stage: int, cfg, tok, insertions: 
     elif method == "pause":
         parts += [([tok.token_id("<latent>")] * cfg.pause_tokens, False), (answer, True)]
     elif method == "coconut":
-        k = min(stage, cfg.max_latent_stage)
-        kept = [] if stage >= cfg.max_latent_stage else steps[k:]
+        k, skip = coconut_layout(stage, len(steps), cfg)
+        kept = steps[skip:]
         latents = [tok.token_id("<latent>")] * (k * cfg.c_thought)
         parts += [([tok.token_id("<bot>"), *latents, tok.token_id("<eot>")], False)]
         parts += [(s, True) for s in kept] + [(answer, True)]
@@ -77,13 +79,24 @@ def render(ex: ReasoningExample, method: str, stage: int, cfg, tok, insertions: 
     return ids, labels
 
 
+def coconut_layout(stage: int, n_steps: int, cfg) -> tuple[int, int]:
+    """(latent groups k, steps skipped) of a Coconut example with n_steps steps at `stage` (official dataset.py:
+    stage <= max skips `stage` steps behind `stage` groups; beyond max, every step goes and min(max, n_steps)
+    groups remain, or max with pad_latent_to_max)."""
+    if stage <= cfg.max_latent_stage:
+        return stage, stage
+    k = cfg.max_latent_stage if cfg.pad_latent_to_max else min(n_steps, cfg.max_latent_stage)
+    return k, n_steps
+
+
 def coconut_stage(step: int, cfg) -> int:
-    """Stage of optimizer step `step`: stage_steps[i] steps in stage i, the last entry repeating up to max stage."""
+    """Stage of optimizer step `step`: stage_steps[i] steps in stage i (0 = CoT, 1..max, then max+1 = every step
+    latent), the last entry repeating; after the last bound training stays in stage max+1."""
     bounds, total = [], 0
-    for i in range(cfg.max_latent_stage + 1):
+    for i in range(cfg.max_latent_stage + 2):
         total += cfg.stage_steps[min(i, len(cfg.stage_steps) - 1)]
         bounds.append(total)
-    return next((i for i, b in enumerate(bounds) if step < b), cfg.max_latent_stage)
+    return next((i for i, b in enumerate(bounds) if step < b), cfg.max_latent_stage + 1)
 
 
 def lt_stage(step: int, cfg) -> int:
@@ -133,6 +146,30 @@ class ReasoningSource:
         self.pos, self.stage = 0, 0
         self.insertions: dict[int, list[tuple[int, int]]] = {}
         self.insertion_stage = -1
+        self.check_lengths()
+
+    def longest(self, i: int) -> int:
+        """An upper bound on example i's tokens over every stage of the method."""
+        c = self.cfg
+        q, steps, answer = encode_parts(self.examples[i], self.tok)
+        cot = len(q) + sum(map(len, steps)) + len(answer)
+        extra = {
+            "coconut": 2 + c.max_latent_stage * c.c_thought,
+            "lt_tuning": 2 * max(c.lt_cap),
+            "pause": c.pause_tokens,
+        }.get(self.method, 0)
+        return cot + extra
+
+    def check_lengths(self) -> None:
+        """Every example (its CoT chain plus the method's latents) must fit model.max_seq_len, checked up front."""
+        for i in range(len(self.examples)):
+            n = self.longest(i)
+            if n > self.cfg.max_seq_len:
+                raise InputError(
+                    f"{self.split} example {i}: question + chain + answer need up to {n} tokens with method "
+                    f"{self.method}, more than model.max_seq_len={self.cfg.max_seq_len}; raise model.max_seq_len "
+                    "or use shorter data"
+                )
 
     # --- phases ------------------------------------------------------------------------------------------------
 
@@ -150,19 +187,24 @@ class ReasoningSource:
             self.insertion_stage = phase
 
     @torch.no_grad()
-    def score_insertions(self, model, stage: int) -> dict[int, list[tuple[int, int]]]:
-        """Score every example's CoT token sequence (the one insertion will be applied to) with the current model."""
+    def score_insertions(self, model, stage: int, batch: int = 64) -> dict[int, list[tuple[int, int]]]:
+        """Score every example's CoT token sequence (the one insertion will be applied to) with the current model,
+        in right-padded batches (no latents in a CoT sequence, so a row's scores do not depend on its batch)."""
         rng = random.Random(self.seed * 1000 + stage)
-        out = {}
+        logps: list[list[float]] = []
         was = model.training
         model.eval()
-        for i, ex in enumerate(self.examples):
-            ids, _ = render(ex, "cot", 0, self.cfg, self.tok)
-            q_len = len(encode_parts(ex, self.tok)[0])
-            logp = model.score(torch.tensor([ids], device=_device(model)))[0, q_len:].tolist()
-            out[i] = choose_insertions(logp, stage, self.cfg, rng)
+        device = _device(model)
+        for s in range(0, len(self.examples), batch):
+            rows = [render(ex, "cot", 0, self.cfg, self.tok)[0] for ex in self.examples[s : s + batch]]
+            q_lens = [len(encode_parts(ex, self.tok)[0]) for ex in self.examples[s : s + batch]]
+            T = max(map(len, rows))
+            ids = torch.tensor([r + [self.tok.pad_id] * (T - len(r)) for r in rows], device=device)
+            mask = torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows], device=device)
+            lp = model.score(ids, attention_mask=mask).tolist()
+            logps += [lp[i][q : len(r)] for i, (q, r) in enumerate(zip(q_lens, rows))]
         model.train(was)
-        return out
+        return {i: choose_insertions(lp, stage, self.cfg, rng) for i, lp in enumerate(logps)}
 
     # --- batches -----------------------------------------------------------------------------------------------
 

@@ -110,7 +110,8 @@ class LatentThoughts(nn.Module):
             out = token_logprobs(self(input_ids, attention_mask=attention_mask).logits, input_ids, attention_mask)
         return out.clone()
 
-    def policy(self, name: str | None = None) -> P.Policy:
+    def policy(self, name: str | None = None, n_latents=None) -> P.Policy:
+        """The switching policy; `n_latents` (an int or one count per row) overrides the fixed policy's count."""
         c = self.config
         name = name or c.policy
         if name == "auto":
@@ -119,13 +120,25 @@ class LatentThoughts(nn.Module):
         marker = self.ids.get("<latent>", -1)
         return {
             "none": lambda: P.NoLatents(),
-            "fixed": lambda: P.FixedCount(c.n_latents, self.ids["<eot>"], marker),
+            "fixed": lambda: P.FixedCount(
+                n_latents if n_latents is not None else self.default_latents(), self.ids["<eot>"], marker
+            ),
             "learned": lambda: P.LearnedThinking(self.ids["<thinking>"], c.threshold_cap * 8),
             "threshold": lambda: P.ConfidenceThreshold(
                 c.threshold, c.threshold_cap, self.ids.get("<thinking>", marker)
             ),
-            "cold_stop": lambda: P.ColdStop(c.cold_stop_entropy, c.cold_stop_steps, c.threshold_cap, answer),
+            "cold_stop": lambda: P.ColdStop(c.cold_stop_entropy, c.cold_stop_steps, c.soft_cap, answer),
         }[name]()
+
+    def default_latents(self, n_steps: int | None = None) -> int:
+        """Coconut's inference latent count: n_latents if set, else max_latent_stage*c, or min(max, n_steps)*c for
+        an example with n_steps gold steps when pad_latent_to_max is off (the official get_question_latent_dataset)."""
+        c = self.config
+        if c.n_latents is not None:
+            return c.n_latents
+        if c.pad_latent_to_max or n_steps is None:
+            return c.max_latent_stage * c.c_thought
+        return min(c.max_latent_stage, n_steps) * c.c_thought
 
     def generate(
         self,
@@ -138,6 +151,7 @@ class LatentThoughts(nn.Module):
         callback=None,
         policy: str | None = None,
         return_trace: bool = False,
+        n_latents=None,
     ):
         if input_ids.shape[1] + max_new_tokens > self.config.max_seq_len:
             from latentlm.errors import InputError
@@ -150,7 +164,7 @@ class LatentThoughts(nn.Module):
             self,
             input_ids,
             max_new_tokens,
-            self.policy(policy),
+            self.policy(policy, n_latents),
             sampling,
             attention_mask,
             eos_token_id if eos_token_id is not None else self.tokenizer.eos_id,

@@ -2,13 +2,15 @@
 
 Each policy sees the next-token logits of every row and its own per-row state, and answers per row: is the next
 input a latent (`latent`), and is a specific token forced (`force`, -1 for none)?
-- FixedCount (Coconut): after <bot>, exactly n latents, then <eot> is forced and text follows.
+- FixedCount (Coconut): after <bot>, exactly n latents (one count per row, or one for all), then <eot> is forced
+  and text follows.
 - LearnedThinking (LT-Tuning as coded): a latent whenever the model's argmax is <thinking>.
 - ConfidenceThreshold (confidence-driven switching as described): a latent whenever the top probability is below
   tau, at most `cap` latent steps per row.
-- ColdStop (Soft Thinking): think in soft concept tokens from the start; stop when the entropy stays below tau for k
-  consecutive steps, when the model's argmax is the answer marker, or after `cap` steps; the answer marker is then
-  forced. Once a row has stopped it stays in text mode.
+- ColdStop (Soft Thinking): think in soft concept tokens from the start; cold stop when the entropy stays below tau
+  for k consecutive steps or when the model's argmax is the answer marker, and the answer marker is then forced.
+  `cap` (Soft Thinking's own step budget, by default above max_new_tokens) only ends soft mode, forcing nothing.
+  Once a row has stopped it stays in text mode.
 - NoLatents: plain decoding (No-CoT, CoT, pause baselines).
 """
 
@@ -42,8 +44,15 @@ class NoLatents(Policy):
 
 
 class FixedCount(Policy):
-    def __init__(self, n: int, eot_id: int, latent_id: int):
+    def __init__(self, n, eot_id: int, latent_id: int):
         self.count, self.eot, self.marker = n, eot_id, latent_id
+
+    def reset(self, batch, device):
+        super().reset(batch, device)
+        count = torch.as_tensor(self.count, dtype=torch.long, device=device)
+        self.count = count.expand(batch).clone() if count.dim() == 0 else count
+        if self.count.shape != (batch,) or bool((self.count < 0).any()):
+            raise ValueError(f"latent counts must be >= 0, one per row ({batch}); got {self.count.tolist()}")
 
     def decide(self, logits):
         latent = ~self.stopped & (self.n < self.count)
@@ -88,10 +97,10 @@ class ColdStop(Policy):
 
     def decide(self, logits):
         self.calm = torch.where(entropy(logits) < self.tau, self.calm + 1, torch.zeros_like(self.calm))
-        stop = ~self.stopped & ((self.calm >= self.k) | (self.n >= self.cap) | (logits.argmax(-1) == self.answer))
+        stop = ~self.stopped & ((self.calm >= self.k) | (logits.argmax(-1) == self.answer))
         force = self._none(logits)
         force[stop] = self.answer
-        self.stopped |= stop
+        self.stopped |= stop | (self.n >= self.cap)  # the budget ends soft mode without forcing the marker
         latent = ~self.stopped
         self.n += latent.long()
         return latent, force

@@ -1,0 +1,435 @@
+"""Latent thoughts on a word-level tiny Llama trained from scratch: No-CoT, CoT-SFT, pause tokens, Coconut, LT-Tuning
+(3 stages), LT-Tuning + adapter and Soft Thinking (training-free, on the CoT model), x 3 seeds, on tasks where a
+chain matters.
+
+Per task and seed: a random Llama (d_model 64, 2 layers, 4 heads, tied embeddings) over the task's own word
+vocabulary is CoT-fine-tuned for `--base-steps` (stage 0 of Coconut = stage 1 of LT-Tuning); every method then
+starts from that checkpoint and trains `--steps` more optimizer steps with the shared trainer, each run in its own
+fresh directory (`--train.resume=false`):
+    cot        more CoT-SFT                        nocot      question -> ### answer
+    pause      <latent> x pause_tokens, plain      coconut    stages 1..max then all-latent (c = 1, optimizer reset)
+    lt_tuning  stage 2 (hidden) 2/9, stage 3 (fusion, alpha 0.6) 7/9 of the steps (README's [1, 2, 7] epochs)
+    lt_tuning_adapter  the same with the Linear-GELU-Linear-LayerNorm adapter
+    soft_thinking      the `cot` model decoding with soft concept tokens and cold stop, no training
+All are evaluated on the same `--test` held-out items (one fixed set for every seed), greedy, with the evaluator of
+latentlm.eval.reasoning; seeds change the initialisation, the training sample and its order, identically for
+every method (paired). Statistics from latentlm.eval.stats (wilson, mean_sd, paired_diff).
+
+    python experiments/latent_reasoning.py --tasks hops --seeds 0 1 2            # train + evaluate
+    python experiments/latent_reasoning.py --tasks hops --seeds 0 1 2 --report   # tables from finished runs
+Runs in runs/latent_reasoning/<task>/seed<k>/<method>/ (eval.json beside each run); results in
+experiments/results/latent_reasoning.{md,json}. Seeds can run in parallel processes (one per seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from latentlm.config import load_config  # noqa: E402
+from latentlm.data.reasoning import parse_task, reasoning_examples, word_tokenizer  # noqa: E402
+from latentlm.errors import LatentLMError  # noqa: E402
+from latentlm.eval.reasoning import evaluate_reasoning, normalise  # noqa: E402
+from latentlm.eval.stats import mean_sd, paired_diff, wilson  # noqa: E402
+
+RUNS_DIR = [REPO / "runs" / "latent_reasoning"]
+OUT = REPO / "experiments" / "results"
+TEST_SEED = 1000
+
+# the tasks: data.reasoning name, Coconut's max_latent_stage (the paper: 6 for ProsQA/ProntoQA), max_seq_len
+TASKS = {
+    "perm": {"data": "perm", "max_stage": 5, "max_seq_len": 48},
+    "hops": {"data": "hops", "max_stage": 5, "max_seq_len": 160},
+    "prosqa": {"data": "prosqa", "max_stage": 6, "max_seq_len": 288},
+    "prontoqa": {"data": "prontoqa:hops=5", "max_stage": 6, "max_seq_len": 256},
+}
+# the grid: method -> (model.method, extra overrides); soft_thinking is evaluated on the cot run
+GRID = {
+    "cot": ("cot", []),
+    "nocot": ("nocot", []),
+    "pause": ("pause", ["--model.pause_tokens=6"]),
+    "coconut": ("coconut", ["--model.c_thought=1"]),
+    "lt_tuning": ("lt_tuning", []),
+    "lt_tuning_adapter": ("lt_tuning", ["--model.adapter=true", "--model.adapter_hidden=256"]),
+    "soft_thinking": None,
+}
+MODEL = dict(hidden=64, layers=2, heads=4, kv_heads=4)
+
+
+BATCH = [32]
+
+
+def common(task: dict, base: Path, out: Path, steps: int, seed: int, n_train: int, lr: float) -> list[str]:
+    return [
+        "--model.variant=latent_thoughts",
+        f"--model.base_model={base}",
+        f"--model.max_seq_len={task['max_seq_len']}",
+        f"--data.reasoning={task['data']}",
+        "--data.tokenizer=model",
+        f"--data.reasoning_examples={n_train}",
+        "--data.seq_len=8",
+        f"--train.out_dir={out}",
+        "--train.resume=false",
+        f"--train.max_steps={steps}",
+        f"--train.ckpt_every={steps}",
+        "--train.keep_checkpoints=1",
+        f"--train.batch_size={BATCH[0]}",
+        f"--train.lr={lr}",
+        "--train.warmup_steps=20",
+        "--train.weight_decay=0.01",
+        f"--train.seed={seed}",
+        "--train.reset_optimizer_on_phase=true",
+        "--eval.every=0",
+        "--log.every=20",
+        "--log.progress=false",
+        "--log.tensorboard=false",
+    ]
+
+
+def method_overrides(name: str, task: dict, steps: int) -> list[str]:
+    method, extra = GRID[name]
+    over = [f"--model.method={method}", *extra]
+    if method == "coconut":
+        m = task["max_stage"]
+        per = max(1, steps // (m + 2))  # stages 1..max, then the all-latent stage gets the rest
+        over += [
+            f"--model.max_latent_stage={m}",
+            f"--model.stage_steps=[0, {', '.join([str(per)] * m)}, {steps - m * per}]",
+        ]
+    if method == "lt_tuning":
+        s2 = max(1, round(steps * 2 / 9))
+        over += [f"--model.stage_steps=[0, {s2}, {steps - s2}]"]
+    return over
+
+
+def export_base(run_dir: Path, dest: Path) -> Path:
+    """The CoT-SFT run's base LM as an HF folder (with its tokenizer) that the methods start from."""
+    from latentlm.train.checkpoint import load_run
+
+    model, tok = load_run(run_dir)
+    model.base.save_pretrained(dest)
+    tok.save(dest)
+    return dest
+
+
+def evaluate(model, tok, test, policy=None) -> dict:
+    t0 = time.perf_counter()
+    res = evaluate_reasoning(model, tok, test, batch_size=100, policy=policy, keep=8)
+    res["eval_s"] = time.perf_counter() - t0
+    return res
+
+
+def thinking_in_training(run_dir: Path) -> float | None:
+    """Mean <thinking> tokens per training row in LT-Tuning's last stage (the trainer's latents_per_row metric)."""
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    last = [r for r in rows if r.get("phase") == 2 and "latents_per_row" in r]
+    return sum(r["latents_per_row"] for r in last) / len(last) if last else None
+
+
+def run_seed(name: str, seed: int, args) -> None:
+    from latentlm.models.latent_thoughts.base import save_tiny_llama
+    from latentlm.train.checkpoint import load_run
+    from latentlm.train.trainer import train
+
+    task = TASKS[name]
+    root = RUNS_DIR[0] / name / f"seed{seed}"
+    root.mkdir(parents=True, exist_ok=True)
+    test = test_set(name, args.test)
+    t0 = time.perf_counter()
+    cot0 = root / "cot_base"
+    if args.base:  # one shared CoT-SFT base (as the papers fine-tune one pretrained LM); seeds vary the fine-tuning
+        base = Path(args.base)
+        if not (cot0 / "eval.json").is_file() and "cot" in args.methods:
+            from latentlm.data.tokenizer import Tokenizer
+            from latentlm.models.latent_thoughts import Config, Model
+
+            model = Model(Config(base_model=str(base), method="cot", max_seq_len=task["max_seq_len"]))
+            res = evaluate(model, Tokenizer.load(base), test)
+            res["train_s"] = 0.0
+            cot0.mkdir(parents=True, exist_ok=True)
+            (cot0 / "eval.json").write_text(json.dumps(res))
+            log(name, seed, "cot_base", res)
+    else:
+        while args.wait_base and not (root / "cot_base_hf" / "tokenizer.json").is_file():
+            time.sleep(10)  # another process trains this seed's CoT base
+        if not (cot0 / "eval.json").is_file():
+            train_ex = reasoning_examples(task["data"], "train", args.train, seed)
+            tok = word_tokenizer(train_ex + test + vocab_pool(name))
+            base0 = save_tiny_llama(root / "init", tok, seed=seed, max_position_embeddings=task["max_seq_len"],
+                                    tie_word_embeddings=True, **MODEL)  # fmt: skip
+            over = common(task, base0, cot0, args.base_steps, seed, args.train, args.lr) + ["--model.method=cot"]
+            train(load_config(None, over))
+            model, tk = load_run(cot0)
+            res = evaluate(model, tk, test)
+            res["train_s"] = time.perf_counter() - t0
+            (cot0 / "eval.json").write_text(json.dumps(res))
+            log(name, seed, "cot_base", res)
+        base = root / "cot_base_hf"
+        if not (base / "tokenizer.json").is_file():
+            export_base(cot0, base.with_name("tmp_hf"))
+            base.with_name("tmp_hf").rename(base)
+    for method in args.methods:
+        out = root / method
+        if (out / "eval.json").is_file() and method in args.reeval and method != "soft_thinking":
+            old = json.loads((out / "eval.json").read_text())
+            model, tk = load_run(out)
+            res = evaluate(model, tk, test)
+            res["train_s"], res["thinking_in_training"] = old["train_s"], old.get("thinking_in_training")
+            (out / "eval.json").write_text(json.dumps(res))
+            log(name, seed, method + " (re-evaluated)", res)
+            continue
+        if (out / "eval.json").is_file():
+            continue
+        t0 = time.perf_counter()
+        if method == "soft_thinking":
+            if not (root / "cot" / "eval.json").is_file():
+                continue
+            model, tk = load_run(root / "cot")
+            model.config.latent_embedding = "soft"
+            res = evaluate(model, tk, test, policy="cold_stop")
+            res["train_s"] = 0.0
+            out.mkdir(exist_ok=True)
+        else:
+            if method not in GRID:
+                raise LatentLMError(f"unknown method {method!r}; known: {', '.join(GRID)}")
+            over = common(task, base, out, args.steps, seed, args.train, args.lr) + method_overrides(
+                method, task, args.steps
+            )
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)  # a fresh directory per run
+            train(load_config(None, over))
+            model, tk = load_run(out)
+            res = evaluate(model, tk, test)
+            res["train_s"] = time.perf_counter() - t0 - res["eval_s"]
+            res["thinking_in_training"] = thinking_in_training(out) if GRID[method][0] == "lt_tuning" else None
+        (out / "eval.json").write_text(json.dumps(res))
+        log(name, seed, method, res)
+        del model
+
+
+def log(name, seed, method, res):
+    keep = ("accuracy", "generated_tokens", "latent_steps", "terminated_frac", "train_s", "eval_s")
+    print(json.dumps({"task": name, "seed": seed, "method": method, **{k: res.get(k) for k in keep}}), flush=True)
+
+
+def test_set(name: str, n: int):
+    return reasoning_examples(TASKS[name]["data"], "test", n, TEST_SEED)[:n]
+
+
+def vocab_pool(name: str):
+    """Extra examples so that the vocabulary holds every symbol the generator can use (same for every seed)."""
+    return reasoning_examples(TASKS[name]["data"], "val", 2000, 4242)
+
+
+# --- report ---------------------------------------------------------------------------------------------------------
+
+
+def trivial(name: str, test, n_train: int) -> dict:
+    """first_option: always answer the first offered option (choice tasks); majority: the training set's most
+    frequent option position / label / answer, applied to every test item."""
+    base, _ = parse_task(TASKS[name]["data"])
+    train = reasoning_examples(TASKS[name]["data"], "train", n_train, 0)
+    if base == "prosqa":
+
+        def first(ex):
+            return ex.question.rsplit(" Is ", 1)[1].split(" a ", 1)[1].split(" or ")[0]
+
+        gold_first = [normalise(ex.answer).endswith(f" {first(ex)}.") for ex in test]
+        fo = sum(gold_first) / len(test)
+        maj_first = sum(normalise(ex.answer).endswith(f" {first(ex)}.") for ex in train) >= len(train) / 2
+        return {"first_option": fo, "majority": fo if maj_first else 1 - fo}
+    if base == "prontoqa":
+        fo = sum(ex.answer == "True" for ex in test) / len(test)  # "True or false": True is offered first
+        top = Counter(ex.answer for ex in train).most_common(1)[0][0]
+        return {"first_option": fo, "majority": sum(ex.answer == top for ex in test) / len(test)}
+    top = Counter(ex.answer for ex in train).most_common(1)[0][0]
+    return {"first_option": None, "majority": sum(ex.answer == top for ex in test) / len(test)}
+
+
+ORDER = ["nocot", "pause", "cot", "coconut", "lt_tuning", "lt_tuning_adapter", "soft_thinking"]
+PAIRS = [
+    ("cot", "nocot"),
+    ("coconut", "cot"),
+    ("lt_tuning", "coconut"),
+    ("lt_tuning", "soft_thinking"),
+    ("lt_tuning_adapter", "lt_tuning"),
+    ("coconut", "nocot"),
+    ("pause", "nocot"),
+    ("soft_thinking", "cot"),
+]
+
+
+def collect(names, seeds):
+    data = {}
+    for name in names:
+        runs = {}
+        for method in ["cot_base", *ORDER]:
+            per = {}
+            for s in seeds:
+                f = RUNS_DIR[0] / name / f"seed{s}" / method / "eval.json"
+                if f.is_file():
+                    per[s] = json.loads(f.read_text())
+            if per:
+                runs[method] = per
+        if runs:
+            data[name] = runs
+    return data
+
+
+def report(names, seeds, args) -> None:
+    data = collect(names, seeds)
+    js, md = {"tasks": {}}, []
+    for name, runs in data.items():
+        test = test_set(name, args.test)
+        triv = trivial(name, test, args.train)
+        methods = {}
+        for m, per in runs.items():
+            ss = sorted(per)
+            acc = [per[s]["accuracy"] for s in ss]
+
+            def mean(k, per=per, ss=ss):
+                return sum(per[s][k] or 0 for s in ss) / len(ss)
+
+            methods[m] = {
+                "seeds": ss,
+                "acc": acc,
+                "acc_mean": sum(acc) / len(acc),
+                "acc_sd": mean_sd(acc)[1] if len(acc) > 1 else None,
+                "acc_ci95_pooled": list(wilson(sum(sum(per[s]["correct"]) for s in ss), sum(per[s]["n"] for s in ss))),
+                "gen_tokens_mean": mean("generated_tokens"),
+                "latent_steps_mean": mean("latent_steps"),
+                "terminated_frac": mean("terminated_frac"),
+                "latent_norm_ratio": _mean([per[s]["latent_norm_ratio"] for s in ss]),
+                "successive_latent_cosine": _mean([per[s]["successive_latent_cosine"] for s in ss]),
+                "thinking_in_training": _mean([per[s].get("thinking_in_training") for s in ss]),
+                "train_s_mean": mean("train_s"),
+                "max_new_tokens": per[ss[0]]["max_new_tokens"],
+            }
+        paired = []
+        for a, b in PAIRS:
+            if a in runs and b in runs:
+                common_s = sorted(set(runs[a]) & set(runs[b]))
+                if len(common_s) >= 2:
+                    d = paired_diff(
+                        [runs[a][s]["accuracy"] for s in common_s], [runs[b][s]["accuracy"] for s in common_s]
+                    )
+                    paired.append({"a": a, "b": b, "mean_diff": d["mean_diff"], "ci95": d["ci95"], "n_seeds": d["n"],
+                                   "significant": d["significant"]})  # fmt: skip
+        js["tasks"][name] = {"n_test": len(test), "trivial": triv, "methods": methods, "paired": paired}
+        md += table(name, js["tasks"][name], runs)
+    OUT.mkdir(parents=True, exist_ok=True)
+    js["setup"] = {"model": MODEL, "base_steps": args.base_steps, "steps": args.steps, "n_train": args.train,
+                   "lr": args.lr, "batch": args.batch, "base": args.base, "command": " ".join(sys.argv)}  # fmt: skip
+    (OUT / "latent_reasoning_details.json").write_text(json.dumps(js, indent=1, default=float))
+    keep = ("seeds", "acc", "acc_mean", "gen_tokens_mean", "latent_steps_mean", "terminated_frac")
+    exact = {  # the schema of issue 15, nothing more; everything else is in latent_reasoning_details.json
+        "tasks": {
+            name: {
+                "n_test": t["n_test"],
+                "trivial": t["trivial"],
+                "methods": {m: {k: r[k] for k in keep} for m, r in t["methods"].items()},
+                "paired": [{k: p[k] for k in ("a", "b", "mean_diff", "ci95")} for p in t["paired"]],
+            }
+            for name, t in js["tasks"].items()
+        }
+    }
+    (OUT / "latent_reasoning.json").write_text(json.dumps(exact, indent=1, default=float))
+    head = (OUT / "latent_reasoning_notes.md").read_text() if (OUT / "latent_reasoning_notes.md").is_file() else ""
+    (OUT / "latent_reasoning.md").write_text(head + "\n".join(md) + "\n")
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def f(x, spec="{:.3f}"):
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else spec.format(x)
+
+
+def table(name, t, runs):
+    triv = t["trivial"]
+    lines = [
+        f"## {name} (n_test = {t['n_test']} per seed)",
+        "",
+        f"Trivial baselines: first option {f(triv['first_option'])}, majority {f(triv['majority'])}.",
+        "",
+        "| method | acc per seed | mean ± SD | pooled Wilson 95 % | gen. tokens | latent steps | <thinking> in training "
+        "| terminated | latent/emb norm | cos(successive) | train s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m, r in t["methods"].items():
+        lo, hi = r["acc_ci95_pooled"]
+        lines.append(
+            f"| {m} | {', '.join(f(a) for a in r['acc'])} | {f(r['acc_mean'])} ± {f(r['acc_sd'])} | "
+            f"[{lo:.3f}, {hi:.3f}] | {f(r['gen_tokens_mean'], '{:.1f}')} | {f(r['latent_steps_mean'], '{:.2f}')} | "
+            f"{f(r['thinking_in_training'], '{:.2f}')} | {f(r['terminated_frac'])} | {f(r['latent_norm_ratio'], '{:.2f}')} | "
+            f"{f(r['successive_latent_cosine'], '{:.2f}')} | {f(r['train_s_mean'], '{:.0f}')} |"
+        )
+    lines += ["", "Paired differences over seeds (a − b, mean and 95 % paired-t CI):", "",
+              "| a | b | mean diff | 95 % CI | CI excludes 0 |", "|---|---|---:|---:|---|"]  # fmt: skip
+    for p in t["paired"]:
+        lines.append(
+            f"| {p['a']} | {p['b']} | {p['mean_diff']:+.3f} | [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] | "
+            f"{'yes' if p['significant'] else 'no'} |"
+        )
+    lines += ["", "Samples (seed 0, first test items):", ""]
+    for m in t["methods"]:
+        per = runs[m]
+        s0 = per[min(per)]
+        for smp in s0["samples"][:2]:
+            text = " ".join(smp["generated"][:150].replace("\n", "/").split())
+            lines.append(f"- {m}: `{text}` → `{smp['predicted']}` (gold `{smp['gold']}`)")
+    return lines + [""]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tasks", nargs="+", default=["perm"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", default=[m for m in GRID])
+    ap.add_argument("--train", type=int, default=2000)
+    ap.add_argument("--test", type=int, default=500)
+    ap.add_argument("--base-steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=450)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--runs", default=str(RUNS_DIR[0]), help="where the runs go")
+    ap.add_argument("--base", default=None, help="a shared CoT-SFT base (HF folder) instead of one per seed")
+    ap.add_argument("--reeval", nargs="*", default=[], help="evaluate these finished runs again")
+    ap.add_argument("--wait-base", action="store_true", help="wait for another process to train the CoT base")
+    ap.add_argument("--report", action="store_true", help="only write the tables from finished runs")
+    args = ap.parse_args()
+    try:
+        for t in args.tasks:
+            if t not in TASKS:
+                raise LatentLMError(f"unknown task {t!r}; known: {', '.join(TASKS)}")
+        for m in args.methods:
+            if m not in GRID:
+                raise LatentLMError(f"unknown method {m!r}; known: {', '.join(GRID)}")
+        torch.set_num_threads(1)
+        RUNS_DIR[0] = Path(args.runs)
+        BATCH[0] = args.batch
+        if not args.report:
+            for name in args.tasks:
+                for seed in args.seeds:
+                    run_seed(name, seed, args)
+        report(args.tasks, args.seeds, args)
+    except LatentLMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
