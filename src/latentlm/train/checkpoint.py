@@ -110,6 +110,10 @@ def load_config_of(path: str | Path) -> RunConfig:
 
 
 def load_training_state(ckpt: Path, model, optimizer, device) -> dict:
+    from latentlm.train import dcp as dcp_io  # FSDP2 checkpoints: torch.distributed.checkpoint shards
+
+    if dcp_io.is_dcp(ckpt):
+        return dcp_io.load_training_state(ckpt, model, optimizer, device)
     load_model(model, str(ckpt / "model.safetensors"), device=str(device))
     optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))
     state = json.loads((ckpt / "trainer_state.json").read_text())
