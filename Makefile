@@ -31,7 +31,7 @@ test-all: setup
 	$(BIN)/python -m pytest -m 'not gpu'
 
 bench: setup
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks experiments
