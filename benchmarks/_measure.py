@@ -19,9 +19,17 @@ from collections.abc import Callable
 import torch
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn: Callable[[], object]) -> float:
+    """Wall seconds of one call (CUDA work included: the device is synchronised before and after)."""
+    _sync()
     t = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t
 
 
@@ -79,22 +87,24 @@ class Limit:
         return max(self.best, key=self.best.get)
 
 
-def sgemm_limit(sizes: tuple[tuple[int, int, int], ...], reps: int = 3, dtype=torch.float32) -> Limit:
+def sgemm_limit(
+    sizes: tuple[tuple[int, int, int], ...], reps: int = 3, dtype=torch.float32, device: str | torch.device = "cpu"
+) -> Limit:
     """FLOP/s of torch.mm (M, K) @ (K, N) at each size: squares and the model's own shapes."""
     kernels = {}
     for m, k, n in sizes:
-        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-        out = torch.empty(m, n, dtype=dtype)
+        a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device)
+        out = torch.empty(m, n, dtype=dtype, device=device)
         kernels[f"mm{m}x{k}x{n}"] = (lambda a=a, b=b, out=out: torch.mm(a, b, out=out), 2.0 * m * k * n)
     return Limit("sgemm", kernels, reps)
 
 
-def bandwidth_limit(sizes_mib: tuple[int, ...], reps: int = 3) -> Limit:
+def bandwidth_limit(sizes_mib: tuple[int, ...], reps: int = 3, device: str | torch.device = "cpu") -> Limit:
     """Bytes/s moved by a copy (read + write) and read by a sum, at each size; the best of all."""
     kernels = {}
     for mib in sizes_mib:
         n = mib * 2**20 // 4
-        src, dst = torch.randn(n), torch.empty(n)
+        src, dst = torch.randn(n, device=device), torch.empty(n, device=device)
         kernels[f"copy{mib}MiB"] = (lambda s=src, d=dst: d.copy_(s), 2.0 * n * 4)
         kernels[f"sum{mib}MiB"] = (lambda s=src: s.sum(), 1.0 * n * 4)
     return Limit("bandwidth", kernels, reps)

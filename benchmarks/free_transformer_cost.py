@@ -78,10 +78,11 @@ def build(kind: str, s: dict):
     return model, lambda x: model(x[:, :-1], labels=x[:, 1:]).loss
 
 
-def step_fn(kind: str, s: dict):
+def step_fn(kind: str, s: dict, device: str = "cpu"):
     model, loss_fn = build(kind, s)
+    model.to(device)
     opt = build_optimizer(model, TrainConfig(lr=1e-4))  # the trainer's AdamW, for every model alike
-    x = torch.randint(0, s["V"], (s["B"], s["T"] + 1))
+    x = torch.randint(0, s["V"], (s["B"], s["T"] + 1), device=device)
 
     def step():  # the trainer's order: gradients are freed after the update, so none are live in the forward
         loss = loss_fn(x)
@@ -128,9 +129,17 @@ class PeakHeap(TorchDispatchMode):
         return out
 
 
-def child(kind: str, size: str) -> None:
+def child(kind: str, size: str, device: str = "cpu") -> None:
     """Peak training memory of one step after two warm-up steps (optimizer state exists), in this process."""
     base = heap_bytes()
+    if device != "cpu":  # on CUDA the caching allocator keeps the peak itself (same quantity: from before the model)
+        base = torch.cuda.memory_allocated()
+        _, step = step_fn(kind, SIZES[size], device)
+        step(), step()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        return print(json.dumps({"peak_delta": torch.cuda.max_memory_allocated() - base}))
     _, step = step_fn(kind, SIZES[size])
     step()
     step()
@@ -139,9 +148,9 @@ def child(kind: str, size: str) -> None:
     print(json.dumps({"peak_delta": mode.peak - base}))
 
 
-def peak_memory(kind: str, size: str) -> int:
+def peak_memory(kind: str, size: str, device: str = "cpu") -> int:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--size", size],
+        [sys.executable, __file__, "--child", kind, "--size", size, "--device", device],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
@@ -176,18 +185,19 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", default=None)
     ap.add_argument("--size", default="default")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (peak memory: the CUDA allocator's on cuda)")
     args = ap.parse_args()
     if args.child:
-        return child(args.child, args.size)
+        return child(args.child, args.size, args.device)
     size = "quick" if args.quick else "default"
     s = SIZES[size]
     models, steps = {}, {}
     for kind in ("gpt", "ours", "xt"):
-        models[kind], steps[kind] = step_fn(kind, s)
+        models[kind], steps[kind] = step_fn(kind, s, args.device)
     print(f"before: {load_note()}")
     times = paired(steps, s["reps"])
     med = {k: median_iqr(v)[0] for k, v in times.items()}
-    mem = {k: peak_memory(k, size) for k in ("gpt", "ours", "xt")}
+    mem = {k: peak_memory(k, size, args.device) for k in ("gpt", "ours", "xt")}
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
     flop_ratio = models["ours"].flops_per_token(s["T"]) / models["gpt"].flops_per_token(s["T"])
     time_ratio, time_iqr = median_iqr([o / g for o, g in zip(times["ours"], times["gpt"])])

@@ -100,13 +100,16 @@ def coconut_loop_logits(model, ids):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    s = SIZES["quick" if ap.parse_args().quick else "default"]
-    model = build(s)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (the default size, on that device)")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    s = SIZES["quick" if args.quick else "default"]
+    model = build(s).to(dev)
     model.train()
-    ids, labels = batch(model, s)
+    ids, labels = (t.to(dev) for t in batch(model, s))
 
     def ours():
-        out = model(ids, labels=labels, stage=torch.tensor(2))
+        out = model(ids, labels=labels, stage=torch.tensor(2, device=dev))
         out.loss.backward()
         return out
 
@@ -117,7 +120,7 @@ def main():
         return loss
 
     with torch.no_grad():
-        a = model(ids, labels=labels, stage=torch.tensor(2))
+        a = model(ids, labels=labels, stage=torch.tensor(2, device=dev))
         lg, n_loop = coconut_loop_logits(model, ids)
         b = F.cross_entropy(lg.flatten(0, 1), labels.flatten(), ignore_index=-100)
     assert abs(a.loss.item() - b.item()) < 1e-4, (a.loss.item(), b.item())

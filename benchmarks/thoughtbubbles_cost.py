@@ -49,7 +49,7 @@ def train_step(model, x):
 def masked_attention(q, k, v, key_bias):
     """The materialised-mask version of the same maths: a (B, H, N, N) float mask, causal + bias."""
     B, H, N, _ = q.shape
-    causal = torch.full((N, N), float("-inf")).triu(1)
+    causal = torch.full((N, N), float("-inf"), device=q.device).triu(1)
     mask = (causal[None, None] + key_bias[:, None, None, :]).expand(B, H, N, N).contiguous()
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
@@ -57,7 +57,10 @@ def masked_attention(q, k, v, key_bias):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    s = SIZES["quick" if ap.parse_args().quick else "default"]
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (the default size, on that device)")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    s = SIZES["quick" if args.quick else "default"]
     torch.manual_seed(0)
     common = dict(vocab_size=s["V"], d_model=s["d"], n_layers=s["L"], n_heads=s["heads"], max_seq_len=s["T"])
     gpt = GPT(GPTConfig(**common))
@@ -65,7 +68,8 @@ def main():
         False  # the same materialised head + cross-entropy as Thoughtbubbles' merge, so only forking differs
     )
     tb = Model(Config(variant="thoughtbubbles", fork_layers=s["forks"], budget=2.0, **common))
-    x = torch.randint(0, s["V"], (s["B"], s["T"] + 1))
+    gpt.to(dev), tb.to(dev)
+    x = torch.randint(0, s["V"], (s["B"], s["T"] + 1), device=dev)
     tt = paired({"gpt": train_step(gpt, x), "tb": train_step(tb, x)}, s["reps"])
     t = {k: median_iqr(v)[0] for k, v in tt.items()}
     flop_ratio = tb.flops_per_token(s["T"]) / gpt.flops_per_token(s["T"])
@@ -74,8 +78,8 @@ def main():
 
     N = int(max(tb.stream_multipliers(s["T"])) * s["T"])
     hd = s["d"] // s["heads"]
-    q, k, v = (torch.randn(s["B"], s["heads"], N, hd, requires_grad=True) for _ in range(3))
-    bias = (torch.rand(s["B"], N) * -10).requires_grad_()
+    q, k, v = (torch.randn(s["B"], s["heads"], N, hd, device=dev, requires_grad=True) for _ in range(3))
+    bias = (torch.rand(s["B"], N, device=dev) * -10).requires_grad_()
 
     def run(fn):
         def go():

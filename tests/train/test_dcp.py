@@ -127,3 +127,32 @@ def test_cli_bf16_on_a_cpu_without_it_is_one_error_line(tmp_path, monkeypatch, c
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: train.precision=bf16"), err
     assert not out.exists()  # nothing written
+
+
+def test_gpu_check_fsdp_round_trip_runs_on_cpu(tmp_path):
+    """benchmarks/_fsdp_roundtrip.py (the FSDP2 part of benchmarks/gpu_check.sh) on one gloo rank: exact."""
+    import json
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29731"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/_fsdp_roundtrip.py"), "--device=cpu", f"--dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["weights_equal"] and out["optimizer_equal"] and out["next_step_equal"]
+
+
+def test_gpu_check_script_refuses_a_machine_without_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: run `make gpu-check` instead")
+    env = {**os.environ, "GPU_CHECK_DIR": str(tmp_path / "gc")}
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks/gpu_check.sh"), sys.executable], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: benchmarks/gpu_check.sh needs a CUDA device")
+    assert not (tmp_path / "gc").exists()  # nothing written
