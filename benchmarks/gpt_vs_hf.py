@@ -136,8 +136,15 @@ def train_step_fn(model, x, y, hf: bool, fused: bool = True):
 
 def gen_fn(model, prompt, new, hf: bool):
     if hf:
+        mask = torch.ones_like(prompt)  # explicit: HF would otherwise treat prompt ids equal to pad_token_id as padding
         return lambda: model.generate(
-            prompt, max_new_tokens=new, min_new_tokens=new, do_sample=False, pad_token_id=0, use_cache=True
+            prompt,
+            attention_mask=mask,
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
+            pad_token_id=0,
+            use_cache=True,
         )
     return lambda: model.generate(prompt, new)
 
@@ -241,7 +248,9 @@ def main():
         prompt = torch.randint(0, s["V"], (b, s["prompt"]), device=dev)
         with torch.no_grad():
             a = ours.generate(prompt, 8)
-            h = hf.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
+            h = hf.generate(
+                prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False, pad_token_id=0
+            )
         same = torch.equal(a, h)
         if not same:  # allowed only where the two candidates tie to float rounding (random weights: flat logits)
             r, j = (a != h).nonzero()[0].tolist()
