@@ -243,6 +243,7 @@ def main():
     print("train tokens/s (median): " + "  ".join(f"{k} {v:.0f}" for k, v in train_tps.items()))
 
     ours.eval(), hf.eval()
+    copy_weights(ours, hf)  # training updated each side with its own optimizers: make them one function again
     gen, gen_iqr, identical = {}, {}, {}
     for b in (1, 8):
         prompt = torch.randint(0, s["V"], (b, s["prompt"]), device=dev)
