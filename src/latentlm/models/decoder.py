@@ -19,8 +19,8 @@ from torch import nn
 
 from latentlm.errors import InputError
 from latentlm.models.config import DecoderConfig
-from latentlm.nn.loss import linear_cross_entropy
 from latentlm.nn import AttnContext, Block, KVCache, Linear, RMSNorm, RotaryEmbedding, SamplingConfig, sample_next
+from latentlm.nn.loss import linear_cross_entropy
 from latentlm.outputs import LMOutput
 
 IGNORE_INDEX = -100
@@ -129,7 +129,12 @@ class Decoder(nn.Module):
         """Fused head + cross-entropy (nn/loss.py) in training mode with gradients on, when no autocast would change
         the head's precision (under autocast the unfused path keeps its bf16 head and fp32 loss). The output then
         carries the loss and no logits; eval mode (and no labels) always returns the logits."""
-        return self.fused_loss and self.training and torch.is_grad_enabled() and not torch.is_autocast_enabled(h.device.type)
+        return (
+            self.fused_loss
+            and self.training
+            and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(h.device.type)
+        )
 
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) log p(x_t | x_<t); exact next-token likelihood of a plain causal decoder."""

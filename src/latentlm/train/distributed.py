@@ -1,4 +1,4 @@
-"""Data parallelism under torchrun: DDP (gloo on CPU, nccl on CUDA), FSDP2 as a GPU option.
+"""Data parallelism under torchrun: DDP or FSDP2 (gloo on CPU, nccl on CUDA); FSDP2 checkpoints go through train/dcp.py.
 
 The model stays plain PyTorch; parallelism is applied from outside (torchtitan style).
 """
