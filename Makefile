@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all bench gpu-check lint clean
 
 setup: $(STAMP)
 
@@ -31,7 +31,11 @@ test-all: setup
 	$(BIN)/python -m pytest -m 'not gpu'
 
 bench: setup
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
+
+# On a CUDA machine: gpu tests, bf16 (+compile) steps of every variant, GPU benchmarks, FSDP2 save/resume (< 8 min).
+gpu-check: setup
+	bash benchmarks/gpu_check.sh $(BIN)/python
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks experiments

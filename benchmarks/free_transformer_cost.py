@@ -8,26 +8,36 @@ Step = forward + backward + AdamW step on (B, T) tokens, H = 16 latent bits (65,
   step (a TorchDispatchMode), minus the heap before the model was built: weights, gradients, AdamW state and
   activations. Each configuration runs in a fresh child process.
 Also printed: the FLOP overhead from model.flops_per_token (encoder block + the exact Eq. 8 backward, a
-D x 2^H matmul per token), which is what sets the time overhead at small widths.
+D x 2^H matmul per token), which is what sets the time overhead at small widths, and
+- overhead_over_flops = (step_time(FT) / step_time(GPT)) / (flops(FT) / flops(GPT)): 1.0 means the latent machinery
+  costs exactly its FLOPs (target <= 1.05);
+- paper_overhead_1p5b, paper_overhead_8b: the analytic FLOP overhead flops(FT) / flops(GPT) - 1 at the paper's
+  shapes (configs/free_transformer/paper_{1p5b,8b}.yaml, built on the meta device: nothing is allocated), beside
+  paper_encoder_only_*: the same without the mapper's Eq. 8 backward, i.e. the one extra block the paper's 3.6 % /
+  3.1 % (= 1/L) counts.
+Times come from interleaved, paired repetitions (benchmarks/_measure.py): every ratio is the median of per-round
+ratios, with its interquartile range as `*_iqr`.
 
     python benchmarks/free_transformer_cost.py [--quick]
-Last line: {"bench": "free_transformer_cost", "overhead": ..., "overhead_floor": ..., "speed_vs_xt": ..., "mem_vs_xt": ...}
+Last line: {"bench": "free_transformer_cost", "overhead": ..., "overhead_over_flops": ..., "paper_overhead_1p5b": ...}
 """
 
 import argparse
 import ctypes
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import torch
+from _measure import load_note, median_iqr, paired, speed_ratio
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from latentlm.config import TrainConfig
+from latentlm.config import TrainConfig, load_config
 from latentlm.train.optim import build_optimizer
+
+REPO = Path(__file__).resolve().parents[1]
 
 SIZES = {
     "default": dict(d=256, L=4, heads=4, V=2048, T=128, B=8, H=16, reps=5),
@@ -68,10 +78,11 @@ def build(kind: str, s: dict):
     return model, lambda x: model(x[:, :-1], labels=x[:, 1:]).loss
 
 
-def step_fn(kind: str, s: dict):
+def step_fn(kind: str, s: dict, device: str = "cpu"):
     model, loss_fn = build(kind, s)
+    model.to(device)
     opt = build_optimizer(model, TrainConfig(lr=1e-4))  # the trainer's AdamW, for every model alike
-    x = torch.randint(0, s["V"], (s["B"], s["T"] + 1))
+    x = torch.randint(0, s["V"], (s["B"], s["T"] + 1), device=device)
 
     def step():  # the trainer's order: gradients are freed after the update, so none are live in the forward
         loss = loss_fn(x)
@@ -118,9 +129,17 @@ class PeakHeap(TorchDispatchMode):
         return out
 
 
-def child(kind: str, size: str) -> None:
+def child(kind: str, size: str, device: str = "cpu") -> None:
     """Peak training memory of one step after two warm-up steps (optimizer state exists), in this process."""
     base = heap_bytes()
+    if device != "cpu":  # on CUDA the caching allocator keeps the peak itself (same quantity: from before the model)
+        base = torch.cuda.memory_allocated()
+        _, step = step_fn(kind, SIZES[size], device)
+        step(), step()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        return print(json.dumps({"peak_delta": torch.cuda.max_memory_allocated() - base}))
     _, step = step_fn(kind, SIZES[size])
     step()
     step()
@@ -129,9 +148,9 @@ def child(kind: str, size: str) -> None:
     print(json.dumps({"peak_delta": mode.peak - base}))
 
 
-def peak_memory(kind: str, size: str) -> int:
+def peak_memory(kind: str, size: str, device: str = "cpu") -> int:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, "--size", size],
+        [sys.executable, __file__, "--child", kind, "--size", size, "--device", device],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
@@ -141,44 +160,78 @@ def peak_memory(kind: str, size: str) -> int:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_delta"]
 
 
+def paper_overheads() -> dict:
+    """Analytic FLOP overheads at the paper's shapes, from flops_per_token on meta-device models."""
+    import dataclasses
+
+    from latentlm.models import build_model
+
+    out = {}
+    for tag in ("1p5b", "8b"):
+        cfg = load_config(REPO / f"configs/free_transformer/paper_{tag}.yaml")
+        c, T = cfg.model, cfg.data.seq_len
+        with torch.device("meta"):
+            ft, gpt = build_model(c), build_model(dataclasses.replace(c, latent=False))
+        base = gpt.flops_per_token(T)
+        mapper = 2 * 2**c.latent_bits * (c.d_model + 2 * c.latent_bits)  # Eq. 8 backward, per token
+        out[f"paper_overhead_{tag}"] = round(ft.flops_per_token(T) / base - 1, 4)
+        out[f"paper_encoder_only_{tag}"] = round((ft.flops_per_token(T) - mapper) / base - 1, 4)
+        out[f"paper_one_over_L_{tag}"] = round(1 / c.n_layers, 4)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", default=None)
     ap.add_argument("--size", default="default")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (peak memory: the CUDA allocator's on cuda)")
     args = ap.parse_args()
     if args.child:
-        return child(args.child, args.size)
+        return child(args.child, args.size, args.device)
     size = "quick" if args.quick else "default"
     s = SIZES[size]
     models, steps = {}, {}
     for kind in ("gpt", "ours", "xt"):
-        models[kind], steps[kind] = step_fn(kind, s)
-        steps[kind]()  # warm-up
-    times = {k: [] for k in steps}
-    for _ in range(s["reps"]):
-        for k, fn in steps.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    mem = {k: peak_memory(k, size) for k in ("gpt", "ours", "xt")}
+        models[kind], steps[kind] = step_fn(kind, s, args.device)
+    print(f"before: {load_note()}")
+    times = paired(steps, s["reps"])
+    med = {k: median_iqr(v)[0] for k, v in times.items()}
+    mem = {k: peak_memory(k, size, args.device) for k in ("gpt", "ours", "xt")}
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
-    flop_overhead = models["ours"].flops_per_token(s["T"]) / models["gpt"].flops_per_token(s["T"]) - 1
-    print(f"size={s} threads={torch.get_num_threads()}")
+    flop_ratio = models["ours"].flops_per_token(s["T"]) / models["gpt"].flops_per_token(s["T"])
+    time_ratio, time_iqr = median_iqr([o / g for o, g in zip(times["ours"], times["gpt"])])
+    over_flops, over_flops_iqr = median_iqr([o / g / flop_ratio for o, g in zip(times["ours"], times["gpt"])])
+    speed_xt, speed_xt_iqr = speed_ratio(times, "ours", "xt")
+    print(f"size={s} threads={torch.get_num_threads()}; after: {load_note()}")
     for k in med:
         print(
             f"{k:5s} step {med[k] * 1e3:8.1f} ms   peak mem {mem[k] / 2**20:8.1f} MiB   params {params[k] / 1e6:6.2f}M"
         )
-    print(f"FLOP overhead of ours over GPT (flops_per_token): {flop_overhead:.3f}; floor 1/L = {1 / s['L']:.3f}")
+    print(f"FLOP overhead of ours over GPT (flops_per_token): {flop_ratio - 1:.3f}; floor 1/L = {1 / s['L']:.3f}")
+    paper = paper_overheads()
+    print(
+        "paper shapes (analytic): "
+        + ", ".join(
+            f"{t}: {paper[f'paper_overhead_{t}']:.2%} (encoder block alone {paper[f'paper_encoder_only_{t}']:.2%}, "
+            f"1/L {paper[f'paper_one_over_L_{t}']:.2%})"
+            for t in ("1p5b", "8b")
+        )
+    )
+    r = lambda v: round(v, 3)  # noqa: E731
     result = {
         "bench": "free_transformer_cost",
-        "overhead": round(med["ours"] / med["gpt"] - 1, 3),
-        "overhead_floor": round(1 / s["L"], 3),
-        "flop_overhead": round(flop_overhead, 3),
-        "mem_overhead": round(mem["ours"] / mem["gpt"] - 1, 3),
-        "speed_vs_xt": round(med["xt"] / med["ours"], 3),
-        "mem_vs_xt": round(mem["ours"] / mem["xt"], 3),
+        "overhead": r(time_ratio - 1),
+        "overhead_iqr": r(time_iqr),
+        "overhead_floor": r(1 / s["L"]),
+        "flop_overhead": r(flop_ratio - 1),
+        "overhead_over_flops": r(over_flops),
+        "overhead_over_flops_iqr": r(over_flops_iqr),
+        "mem_overhead": r(mem["ours"] / mem["gpt"] - 1),
+        "speed_vs_xt": r(speed_xt),
+        "speed_vs_xt_iqr": r(speed_xt_iqr),
+        "mem_vs_xt": r(mem["ours"] / mem["xt"]),
+        **paper,
     }
     print(json.dumps(result))
 

@@ -6,7 +6,8 @@ scattered); --quick: a milder batch (1-5 per row).
 - ours: passes = max latents in a row + 1, one K/V buffer per layer growing in place (passes.py);
 - Coconut-style (the official code's scheme): one pass per distinct latent position in the batch (the union), the HF
   cache sliced and rebuilt (copied) before every pass.
-Both give the same loss (checked). Generation: 8 prompts in one batched, cached call with a latent policy vs 8
+Both give the same loss (checked). Times: interleaved paired rounds (benchmarks/_measure.py); each speedup is the
+median of per-round ratios with its interquartile range as `*_iqr`. Generation: 8 prompts in one batched, cached call with a latent policy vs 8
 batch-1 calls.
 
     python benchmarks/latent_passes.py [--quick]
@@ -16,14 +17,13 @@ Last line: {"bench": "latent_passes", "train_speedup": ..., "gen_speedup_b8": ..
 import argparse
 import json
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _measure import load_note, median_iqr, paired, speed_ratio  # noqa: E402
 from transformers import DynamicCache  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
@@ -97,26 +97,19 @@ def coconut_loop_logits(model, ids):
     return torch.cat(logits_parts, 1), len(cols) + 1
 
 
-def median(fn, reps):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    s = SIZES["quick" if ap.parse_args().quick else "default"]
-    model = build(s)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (the default size, on that device)")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    s = SIZES["quick" if args.quick else "default"]
+    model = build(s).to(dev)
     model.train()
-    ids, labels = batch(model, s)
+    ids, labels = (t.to(dev) for t in batch(model, s))
 
     def ours():
-        out = model(ids, labels=labels, stage=torch.tensor(2))
+        out = model(ids, labels=labels, stage=torch.tensor(2, device=dev))
         out.loss.backward()
         return out
 
@@ -127,11 +120,12 @@ def main():
         return loss
 
     with torch.no_grad():
-        a = model(ids, labels=labels, stage=torch.tensor(2))
+        a = model(ids, labels=labels, stage=torch.tensor(2, device=dev))
         lg, n_loop = coconut_loop_logits(model, ids)
         b = F.cross_entropy(lg.flatten(0, 1), labels.flatten(), ignore_index=-100)
     assert abs(a.loss.item() - b.item()) < 1e-4, (a.loss.item(), b.item())
-    t_ours, t_loop = median(ours, s["reps"]), median(loop, s["reps"])
+    tt = paired({"ours": ours, "loop": loop}, s["reps"])  # interleaved rounds: load hits both alike
+    t_ours, t_loop = median_iqr(tt["ours"])[0], median_iqr(tt["loop"])[0]
 
     model.eval()
     prompts = ids[:, :24].clone()
@@ -140,8 +134,11 @@ def main():
         "b8": lambda: model.generate(prompts, s["new"], policy="threshold"),
         "b1": lambda: [model.generate(prompts[i : i + 1], s["new"], policy="threshold") for i in range(s["B"])],
     }
-    g = {k: median(f, s["reps"]) for k, f in gen.items()}
-    print(f"size={s} threads={torch.get_num_threads()}")
+    gt = paired(gen, s["reps"])
+    g = {k: median_iqr(v)[0] for k, v in gt.items()}
+    train_speedup, train_iqr = speed_ratio(tt, "ours", "loop")
+    gen_speedup, gen_iqr = speed_ratio(gt, "b8", "b1")
+    print(f"size={s} threads={torch.get_num_threads()}; {load_note()}")
     print(
         f"train step: ours {t_ours * 1e3:.0f} ms ({int(a.metrics['n_latent_passes'])} passes) vs Coconut-style loop "
         f"{t_loop * 1e3:.0f} ms ({n_loop} passes); same loss ({a.loss.item():.5f} vs {b.item():.5f})"
@@ -153,8 +150,10 @@ def main():
         json.dumps(
             {
                 "bench": "latent_passes",
-                "train_speedup": round(t_loop / t_ours, 3),
-                "gen_speedup_b8": round(g["b1"] / g["b8"], 3),
+                "train_speedup": round(train_speedup, 3),
+                "train_speedup_iqr": round(train_iqr, 3),
+                "gen_speedup_b8": round(gen_speedup, 3),
+                "gen_speedup_b8_iqr": round(gen_iqr, 3),
                 "passes_ours": int(a.metrics["n_latent_passes"]),
                 "passes_loop": n_loop,
             }

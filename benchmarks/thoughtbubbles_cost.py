@@ -10,16 +10,17 @@
   causal path can gain there (on CUDA flash attention, causal halves the work and the mask memory is avoided).
 
     python benchmarks/thoughtbubbles_cost.py [--quick]
+Times: interleaved paired rounds (benchmarks/_measure.py); each ratio is the median of per-round ratios, with its
+interquartile range as `*_iqr`.
 Last line: {"bench": "thoughtbubbles_cost", "time_over_flops": ..., "speedup_vs_masked": ...}
 """
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from _measure import load_note, median_iqr, paired, speed_ratio
 
 from latentlm.config import TrainConfig
 from latentlm.models.gpt import GPT, GPTConfig
@@ -31,18 +32,6 @@ SIZES = {
     "default": dict(d=256, L=6, heads=4, V=2048, T=256, B=8, forks=[2, 3, 4], reps=5),
     "quick": dict(d=128, L=4, heads=4, V=2048, T=128, B=4, forks=[1, 2], reps=4),
 }
-
-
-def median_time(fns: dict, reps: int) -> dict:
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def train_step(model, x):
@@ -60,7 +49,7 @@ def train_step(model, x):
 def masked_attention(q, k, v, key_bias):
     """The materialised-mask version of the same maths: a (B, H, N, N) float mask, causal + bias."""
     B, H, N, _ = q.shape
-    causal = torch.full((N, N), float("-inf")).triu(1)
+    causal = torch.full((N, N), float("-inf"), device=q.device).triu(1)
     mask = (causal[None, None] + key_bias[:, None, None, :]).expand(B, H, N, N).contiguous()
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
@@ -68,20 +57,29 @@ def masked_attention(q, k, v, key_bias):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    s = SIZES["quick" if ap.parse_args().quick else "default"]
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (the default size, on that device)")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    s = SIZES["quick" if args.quick else "default"]
     torch.manual_seed(0)
     common = dict(vocab_size=s["V"], d_model=s["d"], n_layers=s["L"], n_heads=s["heads"], max_seq_len=s["T"])
     gpt = GPT(GPTConfig(**common))
+    gpt.fused_loss = (
+        False  # the same materialised head + cross-entropy as Thoughtbubbles' merge, so only forking differs
+    )
     tb = Model(Config(variant="thoughtbubbles", fork_layers=s["forks"], budget=2.0, **common))
-    x = torch.randint(0, s["V"], (s["B"], s["T"] + 1))
-    t = median_time({"gpt": train_step(gpt, x), "tb": train_step(tb, x)}, s["reps"])
+    gpt.to(dev), tb.to(dev)
+    x = torch.randint(0, s["V"], (s["B"], s["T"] + 1), device=dev)
+    tt = paired({"gpt": train_step(gpt, x), "tb": train_step(tb, x)}, s["reps"])
+    t = {k: median_iqr(v)[0] for k, v in tt.items()}
     flop_ratio = tb.flops_per_token(s["T"]) / gpt.flops_per_token(s["T"])
     time_ratio = t["tb"] / t["gpt"]
+    tof, tof_iqr = median_iqr([b / a / flop_ratio for a, b in zip(tt["gpt"], tt["tb"])])
 
     N = int(max(tb.stream_multipliers(s["T"])) * s["T"])
     hd = s["d"] // s["heads"]
-    q, k, v = (torch.randn(s["B"], s["heads"], N, hd, requires_grad=True) for _ in range(3))
-    bias = (torch.rand(s["B"], N) * -10).requires_grad_()
+    q, k, v = (torch.randn(s["B"], s["heads"], N, hd, device=dev, requires_grad=True) for _ in range(3))
+    bias = (torch.rand(s["B"], N, device=dev) * -10).requires_grad_()
 
     def run(fn):
         def go():
@@ -90,7 +88,7 @@ def main():
 
         return go
 
-    a = median_time(
+    at = paired(
         {
             "ours": run(lambda: attend(q, k, v, causal=True, key_bias=bias * hd**-0.5)),
             "masked": run(lambda: masked_attention(q, k, v, bias * hd**-0.5)),
@@ -99,9 +97,12 @@ def main():
         },
         s["reps"] * 2,
     )
+    a = {k: median_iqr(v)[0] for k, v in at.items()}
+    vs_masked, vs_masked_iqr = speed_ratio(at, "ours", "masked")
+    causal_gain, causal_gain_iqr = speed_ratio(at, "kernel_causal", "kernel_full")
     with torch.no_grad():
         err = (attend(q, k, v, key_bias=bias * hd**-0.5) - masked_attention(q, k, v, bias * hd**-0.5)).abs().max()
-    print(f"size={s} threads={torch.get_num_threads()} streams per token {tb.stream_multipliers(s['T'])}")
+    print(f"size={s} streams per token {tb.stream_multipliers(s['T'])}; {load_note()}")
     print(
         f"step: gpt {t['gpt'] * 1e3:.0f} ms, thoughtbubbles {t['tb'] * 1e3:.0f} ms -> time x{time_ratio:.2f} for FLOPs x{flop_ratio:.2f}"
     )
@@ -114,9 +115,12 @@ def main():
         json.dumps(
             {
                 "bench": "thoughtbubbles_cost",
-                "time_over_flops": round(time_ratio / flop_ratio, 3),
-                "speedup_vs_masked": round(a["masked"] / a["ours"], 3),
-                "kernel_causal_gain": round(a["kernel_full"] / a["kernel_causal"], 3),
+                "time_over_flops": round(tof, 3),
+                "time_over_flops_iqr": round(tof_iqr, 3),
+                "speedup_vs_masked": round(vs_masked, 3),
+                "speedup_vs_masked_iqr": round(vs_masked_iqr, 3),
+                "kernel_causal_gain": round(causal_gain, 3),
+                "kernel_causal_gain_iqr": round(causal_gain_iqr, 3),
             }
         )
     )

@@ -100,7 +100,8 @@ class TrainConfig:
     reset_optimizer_on_phase: bool = False
     """Clear the optimizer state whenever the data source enters a new curriculum phase (Coconut, iCoT)."""
     dist: Literal["ddp", "fsdp"] = "ddp"
-    """Data-parallel strategy under torchrun: ddp | fsdp (FSDP2 fully_shard per block; GPU only)."""
+    """Data-parallel strategy under torchrun: ddp | fsdp (FSDP2 fully_shard per block, checkpointed through
+    torch.distributed.checkpoint; gloo on CPU, nccl on CUDA)."""
 
     def validate(self):
         for name in ("max_steps", "batch_size", "grad_accum", "ckpt_every", "keep_checkpoints"):

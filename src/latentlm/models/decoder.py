@@ -20,6 +20,7 @@ from torch import nn
 from latentlm.errors import InputError
 from latentlm.models.config import DecoderConfig
 from latentlm.nn import AttnContext, Block, KVCache, Linear, RMSNorm, RotaryEmbedding, SamplingConfig, sample_next
+from latentlm.nn.loss import linear_cross_entropy
 from latentlm.outputs import LMOutput
 
 IGNORE_INDEX = -100
@@ -28,6 +29,8 @@ IGNORE_INDEX = -100
 class Decoder(nn.Module):
     score_note = "exact next-token likelihood"
     """What `score()` computes, printed beside every likelihood figure (variants with latents override it)."""
+    fused_loss = True
+    """Train with the fused head + cross-entropy of nn/loss.py (False: materialise the logits; for ablations)."""
 
     def __init__(self, config: DecoderConfig):
         super().__init__()
@@ -116,9 +119,22 @@ class Decoder(nn.Module):
         self.check_input(input_ids)
         positions, attn_mask = padding_layout(input_ids, attention_mask)
         h = self.run_blocks(self.embed(input_ids), self.context(positions, attn_mask=attn_mask))
+        if labels is not None and self.fused_loss_applies(h):  # training: loss only, no (B, T, V) logits (None)
+            return LMOutput(loss=linear_cross_entropy(self.norm(h), self.head.weight, labels))
         logits = self.logits(h)
         loss = None if labels is None else self.lm_loss(logits, labels)
         return LMOutput(loss=loss, logits=logits)
+
+    def fused_loss_applies(self, h: torch.Tensor) -> bool:
+        """Fused head + cross-entropy (nn/loss.py) in training mode with gradients on, when no autocast would change
+        the head's precision (under autocast the unfused path keeps its bf16 head and fp32 loss). The output then
+        carries the loss and no logits; eval mode (and no labels) always returns the logits."""
+        return (
+            self.fused_loss
+            and self.training
+            and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(h.device.type)
+        )
 
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) log p(x_t | x_<t); exact next-token likelihood of a plain causal decoder."""

@@ -139,7 +139,7 @@ def verify_checkpoint(ckpt: Path, files: tuple[str, ...] | None = None) -> None:
     """Raise InputError if a file of the checkpoint is missing or its sha256 differs from the manifest.
     Checkpoints written before manifests existed are accepted as they are (their loaders still check)."""
     manifest = read_manifest(ckpt)
-    names = files or ("model.safetensors", "config.yaml")
+    names = (files(ckpt) if callable(files) else files) or ("model.safetensors", "config.yaml")
     for name in names:
         if not (ckpt / name).is_file():
             raise InputError(f"checkpoint {ckpt} is incomplete: {name} is missing")
@@ -292,7 +292,11 @@ TRAINING_FILES = ("model.safetensors", "optimizer.pt", "trainer_state.json", "co
 
 
 def _check_training_files(ckpt: Path) -> None:
+    from latentlm.train import dcp as dcp_io
+
     _check_weights(ckpt)
+    if dcp_io.is_dcp(ckpt):  # FSDP2: the optimizer state lives in the torch.distributed.checkpoint shards
+        return
     try:
         json.loads((ckpt / "trainer_state.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -308,7 +312,12 @@ def _check_training_files(ckpt: Path) -> None:
 
 def resumable_checkpoint(path: str | Path) -> Path | None:
     """The newest checkpoint whose every training file verifies; falls back past damaged ones with a warning."""
-    return usable_checkpoint(path, TRAINING_FILES, check=_check_training_files)
+    from latentlm.train import dcp as dcp_io
+
+    def files_of(ckpt):  # a sharded (DCP) checkpoint has no optimizer.pt
+        return tuple(f for f in TRAINING_FILES if f != "optimizer.pt") if dcp_io.is_dcp(ckpt) else TRAINING_FILES
+
+    return usable_checkpoint(path, files_of, check=_check_training_files)
 
 
 def checkpoint_step(ckpt: Path) -> int:
@@ -319,6 +328,10 @@ def checkpoint_step(ckpt: Path) -> int:
 
 
 def load_training_state(ckpt: Path, model, optimizer, device) -> dict:
+    from latentlm.train import dcp as dcp_io  # FSDP2 checkpoints: torch.distributed.checkpoint shards
+
+    if dcp_io.is_dcp(ckpt):
+        return dcp_io.load_training_state(ckpt, model, optimizer, device)
     load_weights(model, ckpt, device)
     try:
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True))

@@ -1,10 +1,11 @@
-"""Data parallelism under torchrun: DDP (gloo on CPU, nccl on CUDA), FSDP2 as a GPU option.
+"""Data parallelism under torchrun: DDP or FSDP2 (gloo on CPU, nccl on CUDA); FSDP2 checkpoints go through train/dcp.py.
 
 The model stays plain PyTorch; parallelism is applied from outside (torchtitan style).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ def init_distributed(device: torch.device) -> DistInfo:
 def wrap_model(model: torch.nn.Module, info: DistInfo, strategy: str, device: torch.device) -> torch.nn.Module:
     if not info.enabled:
         return model
-    if strategy == "fsdp":  # FSDP2: shard each block, then the root (GPU only; not testable on CPU here)
+    if strategy == "fsdp":  # FSDP2: shard each block, then the root (gloo on CPU, nccl on CUDA; train/dcp.py saves)
         from torch.distributed.fsdp import fully_shard
 
         for block in getattr(model, "blocks", []):
@@ -53,6 +54,22 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, strategy: str, device: to
     # a model that can leave parameters unused in a step (e.g. an adapter in a batch without latents) says so
     unused = getattr(model, "ddp_find_unused_parameters", False)
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+
+
+@contextlib.contextmanager
+def no_sync(model: torch.nn.Module):
+    """Skip the gradient all-reduce of this micro-batch: DDP's no_sync, FSDP2's set_requires_gradient_sync."""
+    if hasattr(model, "no_sync"):
+        with model.no_sync():
+            yield
+    elif hasattr(model, "set_requires_gradient_sync"):
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        yield
 
 
 def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:

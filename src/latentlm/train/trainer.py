@@ -30,7 +30,10 @@ from latentlm.errors import ConfigError, InputError, LatentLMError
 from latentlm.eval.perplexity import evaluate
 from latentlm.models import build_model
 from latentlm.train import checkpoint as ckpt_io
+from latentlm.train import dcp as dcp_io
+from latentlm.train.device import validate_train_device
 from latentlm.train.distributed import all_reduce_sum, cleanup, init_distributed, wrap_model
+from latentlm.train.distributed import no_sync as dist_no_sync
 from latentlm.train.lock import RunLock
 from latentlm.train.logging import MetricsLogger
 from latentlm.train.optim import build_optimizer, lr_at
@@ -141,8 +144,7 @@ def train(cfg: RunConfig, on_end=None) -> dict:
     if device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    if cfg.train.dist == "fsdp" and dist.enabled and device.type != "cuda":
-        raise ConfigError("train.dist=fsdp needs CUDA devices; use train.dist=ddp on CPU")
+    validate_train_device(cfg.train, device, dist.world_size)  # precision / compile / dist this machine can run
     run_dir = Path(cfg.train.out_dir)
     lock = RunLock(run_dir) if dist.is_main else None
     try:
@@ -198,7 +200,13 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
                 f"cannot write into train.out_dir {run_dir} ({e.strerror or e}); free space or fix it"
             ) from None
 
-    train_model = wrap_model(model, dist, cfg.train.dist, device)
+    train_model, optimizer = dcp_io.wrap_restoring(  # FSDP2: the optimizer is rebuilt on the shards, state kept
+        model,
+        optimizer,
+        ckpt,
+        lambda: wrap_model(model, dist, cfg.train.dist, device),
+        lambda: build_optimizer(model, cfg.train),
+    )
     if cfg.train.compile:
         train_model = torch.compile(train_model)
     autocast = autocast_for(cfg, device)
@@ -263,7 +271,7 @@ def _loop(cfg, device, dist, run_dir, model, train_model, tokenizer, source, opt
         loss_sum, metric_sums = torch.zeros((), device=device), {}
         for i, (batch, n) in enumerate(zip(batches, counts)):
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-            sync = contextlib.nullcontext() if i == accum - 1 or not dist.enabled else train_model.no_sync()
+            sync = contextlib.nullcontext() if i == accum - 1 or not dist.enabled else dist_no_sync(train_model)
             with sync, autocast:
                 out = train_model(**batch)
                 (out.loss * (n * dist.world_size / max(n_global, 1.0))).backward()
@@ -310,7 +318,10 @@ def _loop(cfg, device, dist, run_dir, model, train_model, tokenizer, source, opt
                 )
             log.log(step, {k: v for k, v in last_val.items() if isinstance(v, (int, float))}, kind="val")
         if step % t.ckpt_every == 0 or step == t.max_steps:
-            if dist.is_main:
+            if dcp_io.is_sharded(model):  # every rank writes its shards (torch.distributed.checkpoint)
+                full = {**state, "data": source.state_dict(), "rng": ckpt_io.rng_state()}
+                dcp_io.save_checkpoint(run_dir, step, model, optimizer, full, cfg, tokenizer, t.keep_checkpoints)
+            elif dist.is_main:
                 full = {**state, "data": source.state_dict(), "rng": ckpt_io.rng_state()}
                 ckpt_io.save_checkpoint(run_dir, step, model, optimizer, full, cfg, tokenizer, t.keep_checkpoints)
             if dist.enabled:
