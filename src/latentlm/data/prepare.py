@@ -21,5 +21,9 @@ PREPARERS: dict[str, str] = {
 def prepare(name: str, tokenizer: str = "bpe", vocab_size: int = 2048, val_fraction: float = 0.05) -> Path:
     if name in PREPARERS:
         module, fn = PREPARERS[name].split(":")
-        return getattr(importlib.import_module(module), fn)(data_root())
+        out = getattr(importlib.import_module(module), fn)(data_root())
+        from latentlm.eval.tasks import install_tasks  # lm-eval YAMLs with this data root (lm_eval --tasks ...)
+
+        install_tasks(data_root())
+        return out
     return prepare_tokens(name, tokenizer, vocab_size, val_fraction)
