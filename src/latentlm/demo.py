@@ -12,8 +12,9 @@ from pathlib import Path
 
 from latentlm.config import load_config
 from latentlm.results import merge_results
+from latentlm.shipped import configs_dir
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = configs_dir().parent  # configs/ ships inside the package: a checkout and an installed wheel alike
 DEMO_RUNS = [
     ("gpt", "configs/gpt/tiny.yaml"),
     ("free_transformer", "configs/free_transformer/tiny.yaml"),
