@@ -131,6 +131,7 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
         progress=cfg.log.progress,
         total=t.max_steps,
         initial=state["step"],
+        run_config=cfg,  # log.wandb
     )
     phase, last_val, last_loss = None, None, float("nan")
     window_t, window_tokens = time.perf_counter(), 0
