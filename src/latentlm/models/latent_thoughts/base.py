@@ -34,7 +34,7 @@ def resolve_base(spec: str) -> Path:
 
     if not Path(spec).exists() and not HUB_ID.match(str(spec)):
         raise InputError(
-            f"model.base_model={spec!r}: no such local folder and not a hub id; give a local path, an HF hub id "
+            f"model.base_model={spec!r}: no HF model folder there and not a hub id; give a local path, an HF hub id "
             f"(org/name) or one of {', '.join(NAMED)} (prepared with `latentlm data prepare NAME`)"
         )
     path = resolve_pretrained(spec, "model.base_model", BASE_FILES)  # a local folder, or the snapshot in the HF cache
@@ -46,8 +46,54 @@ def resolve_base(spec: str) -> Path:
     return path
 
 
+WEIGHTS = ("*.safetensors", "*.bin", "*.gguf")
+
+
+def save_base_record(model, out_dir: Path) -> Path:
+    """out_dir/base: what a latent_thoughts checkpoint needs to be loaded without its base model folder.
+
+    The checkpoint's model.safetensors already holds every weight (base and adapter); this adds the base's
+    architecture (config.json, generation_config.json), its tokenizer, and source.json naming the base by spec, path
+    and the sha256 of its weight files (the reference by hash). `load_base` on such a folder builds the architecture
+    only, and the checkpoint supplies the weights."""
+    import json
+
+    out = Path(out_dir) / "base"
+    out.mkdir(parents=True, exist_ok=True)
+    model.base.config.save_pretrained(out)
+    if getattr(model.base, "generation_config", None) is not None:
+        model.base.generation_config.save_pretrained(out)
+    model.tokenizer.save(out)
+    src = resolve_base(model.config.base_model)
+    source = {"spec": model.config.base_model, "path": str(Path(src).resolve()), "sha256": _weights_sha256(src)}
+    (out / "source.json").write_text(json.dumps(source, indent=1))
+    return out
+
+
+def _weights_sha256(folder) -> dict[str, str]:
+    import hashlib
+
+    out = {}
+    for pattern in WEIGHTS:
+        for f in sorted(Path(folder).glob(pattern)):
+            st = f.stat()
+            key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+            if key not in _SHA_CACHE:
+                h = hashlib.sha256()
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+                _SHA_CACHE[key] = h.hexdigest()
+            out[f.name] = _SHA_CACHE[key]
+    return out
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
 def load_base(path: Path):
-    """An HF causal LM in fp32 from a local folder; a clear error if the folder is not a causal LM."""
+    """An HF causal LM in fp32 from a local folder; a clear error if the folder is not a causal LM.
+    A folder without weight files (a checkpoint's base record, save_base_record) gives the architecture only."""
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     from transformers.utils import logging as hf_logging
@@ -58,6 +104,8 @@ def load_base(path: Path):
         raise InputError(
             f"{path} is not a causal LM (its config is {type(cfg).__name__}, model_type {cfg.model_type!r})"
         )
+    if (Path(path) / "source.json").is_file() and not any(any(Path(path).glob(w)) for w in WEIGHTS):
+        return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)  # the checkpoint brings the weights
     try:
         return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as e:
