@@ -1,7 +1,6 @@
 """The installable package: what the wheel holds (configs, task YAMLs, the lm-eval hook), dependency ranges in its
 metadata, the CLI's --version / config --list / train --help, and (slow) a clean-venv install running the demo."""
 
-import os
 import subprocess
 import sys
 import zipfile
