@@ -9,7 +9,7 @@ VENV="$(realpath -m "${1:-$ROOT/.venv-wheel}")"
 shift || true
 PY="${PY:-python3}"
 PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
-rm -rf "$VENV"
+rm -rf "$VENV" "$ROOT/build"   # a stale build/ would leak removed files into the wheel
 "$PY" -m venv "$VENV"
 "${PIP[@]}" torch==2.13.0 ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
 DIST="$(mktemp -d)"
