@@ -66,6 +66,10 @@ def test_latent_thoughts_export_hf_view_latent_view_and_a_self_contained_run_dir
     out = export_run(run, tmp_path / "hf")
     shutil.rmtree(base)
     reloaded, _ = load(run)
+    from latentlm.models.latent_thoughts.base import save_base_record
+
+    again = json.loads((save_base_record(reloaded, tmp_path / "resaved") / "source.json").read_text())
+    assert again == record  # a model loaded from the record still references the original base
     greedy = SamplingConfig(temperature=0.0)
     with torch.no_grad():
         expected, trace = model.generate(ids, 12, greedy, policy="fixed", return_trace=True)

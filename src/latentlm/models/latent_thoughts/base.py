@@ -65,7 +65,10 @@ def save_base_record(model, out_dir: Path) -> Path:
         model.base.generation_config.save_pretrained(out)
     model.tokenizer.save(out)
     src = resolve_base(model.config.base_model)
-    source = {"spec": model.config.base_model, "path": str(Path(src).resolve()), "sha256": _weights_sha256(src)}
+    if (Path(src) / "source.json").is_file():  # loaded from a record: keep the reference to the original base
+        source = json.loads((Path(src) / "source.json").read_text())
+    else:
+        source = {"spec": model.config.base_model, "path": str(Path(src).resolve()), "sha256": _weights_sha256(src)}
     (out / "source.json").write_text(json.dumps(source, indent=1))
     return out
 
