@@ -6,6 +6,7 @@ latentlm generate RUN_DIR --prompt TEXT            KV-cached sampling, streamed
 latentlm export RUN_DIR OUT_DIR                    HF folder loadable with trust_remote_code
 latentlm report RUN_DIR... [--out DIR]             comparison table and charts across runs
 latentlm config VARIANT                            commented default YAML of a variant
+latentlm config --list [VARIANT]                   configs shipped with the package (usable by name: gpt/tiny)
 latentlm data prepare NAME|PATH                    prepare a corpus (or task data) offline
 latentlm compare SPEC.yaml --out DIR               arms x seeds, paired 95 % intervals (compare.json/.md)
 latentlm demo                                      train, evaluate and compare the tiny models
@@ -23,9 +24,10 @@ from latentlm.errors import InputError, LatentLMError
 
 def cmd_train(args, extra: list[str]) -> int:
     from latentlm.config import load_config
+    from latentlm.shipped import config_path
     from latentlm.train.trainer import train
 
-    summary = train(load_config(args.config, extra))
+    summary = train(load_config(config_path(args.config), extra))
     print(json.dumps({k: summary[k] for k in ("steps", "tokens_seen", "tokens_per_s", "final_train_loss")}))
     return 0
 
@@ -81,11 +83,7 @@ def cmd_eval(args, extra: list[str]) -> int:
         res = run_tasks(model, tok, cfg, tasks, args.run_dir, limit=args.limit)
         prov = provenance(model, tok, tasks=tasks, limit=args.limit)
         merge_results(args.run_dir, result_key(f"lm_eval:{','.join(sorted(tasks))}", limit=args.limit), res, prov)
-        for task, metrics in res["results"].items():
-            shown = {
-                k.split(",")[0]: round(v, 4) for k, v in metrics.items() if isinstance(v, float) and "stderr" not in k
-            }
-            print(f"{task}: {shown}")
+        print(res["table"], end="")  # lm-eval's own table, with its stderr column
     if args.reasoning is not None:
         from latentlm.eval.reasoning import evaluate_run
 
@@ -182,6 +180,18 @@ def cmd_report(args, extra: list[str]) -> int:
 def cmd_config(args, extra: list[str]) -> int:
     from latentlm.config import default_config, to_yaml
 
+    if args.list:
+        from latentlm.models import VARIANTS
+        from latentlm.shipped import list_configs
+
+        if args.variant is not None and args.variant not in VARIANTS:
+            raise InputError(f"unknown variant {args.variant!r}; variants: {', '.join(VARIANTS)}")
+        for name in list_configs(args.variant):
+            print(name)
+        return 0
+    if args.variant is None:
+        raise InputError("config needs a VARIANT (latentlm config gpt) or --list")
+
     print(f"# latentlm run configuration, variant {args.variant!r}: every field with its default.")
     print("# Use as `latentlm train FILE.yaml`, override any field with --section.field=value.\n")
     print(to_yaml(default_config(args.variant), comments=True), end="")
@@ -270,12 +280,42 @@ def check_finite(res: dict, field: str, run_dir) -> None:
         )
 
 
+def _train_epilog() -> str:
+    """The config sections and their fields, for `latentlm train --help`."""
+    import dataclasses
+
+    from latentlm.config import RunConfig
+    from latentlm.models import VARIANTS
+
+    lines = ["config sections (override any field with --SECTION.FIELD=VALUE):"]
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "model":
+            lines.append(f"  model    variant-specific; model.variant is one of {', '.join(VARIANTS)}")
+            continue
+        names = ", ".join(g.name for g in dataclasses.fields(f.default_factory()))
+        lines.append(f"  {f.name:<8} {names}")
+    lines += [
+        "",
+        "`latentlm config VARIANT` prints every field of a variant with its default and meaning;",
+        "`latentlm config --list` names the shipped configs (e.g. `latentlm train gpt/tiny`).",
+    ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from latentlm import __version__
+
     p = argparse.ArgumentParser(prog="latentlm", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"latentlm {__version__}")
     sub = p.add_subparsers(dest="verb", required=True)
 
-    s = sub.add_parser("train", help="train a model from a YAML config; any field can be overridden with --a.b=c")
-    s.add_argument("config")
+    s = sub.add_parser(
+        "train",
+        help="train a model from a YAML config; any field can be overridden with --a.b=c",
+        epilog=_train_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("config", help="a YAML file, or a shipped config by name (latentlm config --list)")
     s.set_defaults(fn=cmd_train, extra_ok=True)
 
     s = sub.add_parser("eval", help="evaluate a run on held-out text (and more, see --help)")
@@ -333,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="runs/report")
     s.set_defaults(fn=cmd_report)
 
-    s = sub.add_parser("config", help="print the commented default config of a variant")
-    s.add_argument("variant")
+    s = sub.add_parser("config", help="print the commented default config of a variant, or list shipped configs")
+    s.add_argument("variant", nargs="?", default=None)
+    s.add_argument("--list", action="store_true", help="list the configs shipped with the package (of VARIANT)")
     s.set_defaults(fn=cmd_config)
 
     s = sub.add_parser("data", help="prepare data offline")

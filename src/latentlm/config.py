@@ -143,6 +143,10 @@ class LogConfig:
     """Also write TensorBoard event files to out_dir/tb."""
     progress: bool = True
     """Show a tqdm progress bar on rank 0."""
+    wandb: bool = False
+    """Also log to Weights & Biases (pip install 'latentlm[wandb]'; WANDB_MODE=offline keeps it local)."""
+    wandb_project: str = "latentlm"
+    """W&B project name (log.wandb: true)."""
 
     def validate(self):
         if self.every < 1:

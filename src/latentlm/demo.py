@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_SPEC = REPO / "configs" / "compare" / "demo.yaml"
+from latentlm.shipped import configs_dir
+
+DEMO_SPEC = configs_dir() / "compare" / "demo.yaml"  # configs/ ships inside the package: a checkout and a wheel alike
 SAMPLE_PROMPT = "ROMEO:\n"
 
 

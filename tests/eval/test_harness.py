@@ -115,3 +115,53 @@ def test_run_tasks_offline_and_bad_task_names(tmp_path, monkeypatch):
     acc = res["results"]["latentlm_openbookqa"]["acc,none"]
     assert 0.0 <= acc <= 1.0 and res["results"]["latentlm_openbookqa"]["sample_len"] == 8
     json.dumps(res, default=str)
+    assert "latentlm_openbookqa" in res["table"] and "Stderr" in res["table"]  # lm-eval's own table, with stderr
+    prov = res["provenance"]
+    assert len(prov["sha256"]) == 64 and prov["limit"] == 8 and prov["lm_eval"]
+
+
+def test_shipped_task_yamls_are_valid_lm_eval_configs_resolved_per_data_root(tmp_path):
+    """lm-eval's own TaskManager indexes the shipped folder and a resolved copy; the copy names the data root."""
+    from lm_eval.tasks import TaskManager
+
+    from latentlm.eval.tasks import install_tasks, shipped
+    from latentlm.shipped import tasks_dir
+
+    names = set(shipped())
+    assert {"latentlm_piqa", "latentlm_heldout_ppl"} <= names
+    assert names <= set(TaskManager(include_path=str(tasks_dir()), include_defaults=False).all_tasks)
+    out = install_tasks(tmp_path / "root")
+    assert names <= set(TaskManager(include_path=str(out), include_defaults=False).all_tasks)
+    text = (out / "latentlm_piqa.yaml").read_text()
+    assert f'"{(tmp_path / "root").resolve()}/tasks/piqa.jsonl"' in text and "{{context}}" in text
+
+
+def test_lm_evals_own_cli_runs_a_latentlm_run_through_the_startup_hook(tmp_path):
+    """`lm_eval --model latentlm --model_args run_dir=R --tasks latentlm_openbookqa`, with the .pth file the wheel
+    installs processed by `site` as at interpreter start (site.addsitedir on src/, where it lies in the repo)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from latentlm.eval.choice import prepare_task
+    from latentlm.eval.tasks import install_tasks
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    make_run(tmp_path / "run")
+    prepare_task("openbookqa", tmp_path / "data")
+    install_tasks(tmp_path / "data")
+    env = {**os.environ, "LATENTLM_DATA": str(tmp_path / "data"), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
+    boot = f"import site, sys; site.addsitedir({str(src)!r}); from lm_eval.__main__ import cli_evaluate; cli_evaluate()"
+    args = ["--model", "latentlm", "--model_args", f"run_dir={tmp_path / 'run'},batch_size=4"]
+    args += ["--tasks", "latentlm_openbookqa", "--limit", "4"]
+    r = subprocess.run([sys.executable, "-c", boot, *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "latentlm_openbookqa" in r.stdout and "acc_norm" in r.stdout, r.stdout
+    # the hook is what registers the name: switched off, lm-eval's registry does not know it
+    probe = f"import site; site.addsitedir({str(src)!r}); import lm_eval.models, lm_eval.api.registry as r; print('latentlm' in r.model_registry)"
+    r = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env={**env, "LATENTLM_LM_EVAL_HOOK": "0"}
+    )
+    assert r.stdout.strip() == "False", r.stderr[-1000:]

