@@ -145,6 +145,8 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
         lr = lr_at(step, t)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if hasattr(model, "begin_step"):  # optional model hook: step-dependent losses (e.g. a KL schedule)
+            model.begin_step(step)
 
         step_start = time.perf_counter()
         batches = [source.next_batch() for _ in range(accum)]
