@@ -122,10 +122,10 @@ def evaluate_model(model, tok, pairs: int, seed: int, data_seed: int) -> dict:
         starts = [p for a, b, _ in indep for p in (a[0], b[0]) if p is not None]
         counts = np.bincount(starts, minlength=TASK.length) / max(len(starts), 1)
         res["marginal_chance"] = float((counts**2).sum())
-        res["reconstruction"] = reconstruction(model, tok, pairs, data_seed)
-        samples = [TASK.sample(np.random.default_rng([data_seed, 1, i])) for i in range(512)]  # the val set
+        res["reconstruction"] = reconstruction(model, tok, 256, data_seed)
+        samples = [TASK.sample(np.random.default_rng([data_seed, 1, i])) for i in range(256)]  # the val set
         ids = torch.tensor([tok.encode(text) for text, _, _ in samples])[:, :-1]
-        d = diagnose(model, list(ids[:256].split(64)), seed=seed, positions=None, top=3)
+        d = diagnose(model, list(ids.split(64)), seed=seed, positions=None, top=3, recon_rows=32)
         res["diag"] = {k: v for k, v in d.items() if k != "note"}
         res["block_start"] = block_start_ce(model, ids, [pos for _, _, pos in samples], seed)
     else:  # the GPT has no Z: two independent samples are its only condition
@@ -157,7 +157,7 @@ def block_start_ce(model, ids: torch.Tensor, starts: list[int], seed: int) -> di
     return out
 
 
-def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0) -> dict:
+def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=32) -> dict:
     name = run_name(kappa, seed, schedule)
     run_dir = REPO / f"runs/ft_synthetic{tag}" / name
     if run_dir.exists():
@@ -165,6 +165,7 @@ def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0) -> dict
     over = [
         f"--train.out_dir={run_dir}",
         f"--train.max_steps={steps}",
+        f"--train.batch_size={batch}",
         f"--train.seed={seed}",
         "--train.resume=false",
         "--log.progress=false",
@@ -192,6 +193,7 @@ def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0) -> dict
         kappa_start_bits=schedule,
         seed=seed,
         steps=steps,
+        batch_size=batch,
         pairs=pairs,
         val_loss_prior_z=summary["val"]["loss"],
         train_kl_bits=last.get("kl_bits", 0.0),
@@ -221,19 +223,20 @@ def main():
     ap.add_argument("--gpt", action="store_true", help="also train the GPT baseline (seed of --seeds[0])")
     ap.add_argument("--curve", type=float, default=None, help="the seed-0 run at this kappa logs agreement/steps")
     ap.add_argument("--pairs", type=int, default=448)
+    ap.add_argument("--batch", type=int, default=32, help="train.batch_size (the config's is 32)")
     ap.add_argument("--tag", default="", help="suffix for run dirs and results")
     ap.add_argument("--write", action="store_true", help="only gather finished runs into the results files")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if not args.write:
-        for seed in args.seeds:
-            for kappa in KAPPAS if args.kappas is None else args.kappas:
-                keep = max(args.steps // 4, 1) if (kappa == args.curve and seed == 0) else 0
-                run_one(kappa, seed, args.steps, args.tag, args.pairs, keep_every=keep)
-            if args.schedule:
-                run_one(0.5, seed, args.steps, args.tag, args.pairs, schedule=args.schedule)
+        conds = [(k, None) for k in (KAPPAS if args.kappas is None else args.kappas)]
+        conds += [(0.5, args.schedule)] if args.schedule else []
+        for kappa, start in conds:  # condition by condition, every seed, so a cut-short sweep loses whole rows
+            for seed in args.seeds:
+                keep = max(args.steps // 4, 1) if (kappa == args.curve and start is None and seed == 0) else 0
+                run_one(kappa, seed, args.steps, args.tag, args.pairs, start, keep_every=keep, batch=args.batch)
         if args.gpt:
-            run_one(None, args.seeds[0], args.steps, args.tag, args.pairs)
+            run_one(None, args.seeds[0], args.steps, args.tag, args.pairs, batch=args.batch)
         return
     write_results(args.tag)
 
