@@ -50,10 +50,13 @@ KAPPAS = [1 / 64, 1 / 8, 1 / 2, 2.0, 6.0]
 TASK = BlockTask()
 
 
-def run_name(kappa, seed, schedule=None) -> str:
+OLD_DEFAULT = ["--model.inject_std=0.02", "--model.inject_weight_decay=true"]  # the table as the decoder's matrices
+
+
+def run_name(kappa, seed, schedule=None, old=False) -> str:
     if kappa is None:
         return f"gpt_s{seed}"
-    return f"kappa_{kappa:g}" + (f"_from_{schedule:g}" if schedule else "") + f"_s{seed}"
+    return f"kappa_{kappa:g}" + (f"_from_{schedule:g}" if schedule else "") + ("_old_init" if old else "") + f"_s{seed}"
 
 
 def positions_and_noise(tok, ids: torch.Tensor, letters: list[str]):
@@ -157,8 +160,8 @@ def block_start_ce(model, ids: torch.Tensor, starts: list[int], seed: int) -> di
     return out
 
 
-def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=32) -> dict:
-    name = run_name(kappa, seed, schedule)
+def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=32, old=False) -> dict:
+    name = run_name(kappa, seed, schedule, old)
     run_dir = REPO / f"runs/ft_synthetic{tag}" / name
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a fresh run: never resumed from an older one
@@ -179,6 +182,8 @@ def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=3
         over += [f"--model.kappa_bits={kappa}"]
         if schedule:
             over += [f"--model.kappa_start_bits={schedule}", f"--model.kappa_anneal_steps={steps // 2}"]
+        if old:
+            over += OLD_DEFAULT
     cfg = load_config(CONFIG, over)
     t0 = time.perf_counter()
     summary = train(cfg)
@@ -191,6 +196,7 @@ def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=3
         name=name,
         kappa_bits=kappa,
         kappa_start_bits=schedule,
+        condition="old_init" if old else ("schedule" if schedule else "default"),
         seed=seed,
         steps=steps,
         batch_size=batch,
@@ -221,6 +227,7 @@ def main():
     ap.add_argument("--kappas", type=float, nargs="*", default=None, help="kappas in bits (default: the sweep)")
     ap.add_argument("--schedule", type=float, default=None, help="also run kappa=1/2 annealed from this kappa")
     ap.add_argument("--gpt", action="store_true", help="also train the GPT baseline (seed of --seeds[0])")
+    ap.add_argument("--old-init", action="store_true", help="the kappas with the old table init (std 0.02, decayed)")
     ap.add_argument("--curve", type=float, default=None, help="the seed-0 run at this kappa logs agreement/steps")
     ap.add_argument("--pairs", type=int, default=448)
     ap.add_argument("--batch", type=int, default=32, help="train.batch_size (the config's is 32)")
@@ -234,7 +241,7 @@ def main():
         for kappa, start in conds:  # condition by condition, every seed, so a cut-short sweep loses whole rows
             for seed in args.seeds:
                 keep = max(args.steps // 4, 1) if (kappa == args.curve and start is None and seed == 0) else 0
-                run_one(kappa, seed, args.steps, args.tag, args.pairs, start, keep_every=keep, batch=args.batch)
+                run_one(kappa, seed, args.steps, args.tag, args.pairs, start, keep, batch=args.batch, old=args.old_init)
         if args.gpt:
             run_one(None, args.seeds[0], args.steps, args.tag, args.pairs, batch=args.batch)
         return
@@ -255,6 +262,7 @@ def write_results(tag: str):
             {
                 "kappa_bits": r["kappa_bits"],
                 "kappa_start_bits": r["kappa_start_bits"],
+                "condition": r.get("condition", "schedule" if r["kappa_start_bits"] else "default"),
                 "seed": r["seed"],
                 "steps": r["steps"],
                 "shared_same_pos": r["shared"]["rate"],
@@ -281,7 +289,7 @@ def write_results(tag: str):
                 "wall_train_s": r["wall_train_s"],
             }
         )
-    machine.sort(key=lambda m: (m["kappa_start_bits"] is not None, m["kappa_bits"], m["seed"]))
+    machine.sort(key=lambda m: (m["condition"], m["kappa_bits"], m["seed"]))
     (OUT / f"free_transformer_synthetic{tag}.json").write_text(json.dumps(machine, indent=1))
     gpt = [r for r in rows if r["kappa_bits"] is None]
     curve = [r for r in rows if "curve" in r]
@@ -295,6 +303,7 @@ def write_results(tag: str):
     ]
     for m in machine:
         k = f"{m['kappa_bits']:g}" + (f" (from {m['kappa_start_bits']:g})" if m["kappa_start_bits"] else "")
+        k += " old init" if m["condition"] == "old_init" else ""
         ratio = m["shared_same_pos"] / m["indep_same_pos"] if m["indep_same_pos"] > 0 else math.inf
         lines.append(
             f"| {k} | {m['seed']} | {m['shared_same_pos']:.3f} [{m['shared_ci95'][0]:.3f}, {m['shared_ci95'][1]:.3f}] "
@@ -316,16 +325,16 @@ def write_results(tag: str):
         "| kappa | shared | indep. | CE gap | MI bits | reconstruction |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    keys = sorted({(m["kappa_bits"], m["kappa_start_bits"]) for m in machine}, key=lambda x: (x[1] is not None, x[0]))
-    for k, s in keys:
-        sel = [m for m in machine if m["kappa_bits"] == k and m["kappa_start_bits"] == s]
+    keys = sorted({(m["condition"], m["kappa_bits"], m["kappa_start_bits"]) for m in machine})
+    for cond, k, s in keys:
+        sel = [m for m in machine if (m["condition"], m["kappa_bits"], m["kappa_start_bits"]) == (cond, k, s)]
 
         def f(field, sel=sel):
             mu, sd = mean_sd([m[field] for m in sel])
             return f"{mu:.3f} ± {sd:.3f}"
 
         lines.append(
-            f"| {k:g}{f' (from {s:g})' if s else ''} (n={len(sel)}) | {f('shared_same_pos')} | {f('indep_same_pos')} "
+            f"| {k:g}{f' (from {s:g})' if s else ''}{' old init' if cond == 'old_init' else ''} (n={len(sel)}) | {f('shared_same_pos')} | {f('indep_same_pos')} "
             f"| {f('ce_gap_nats')} | {f('mi_bits')} | {f('reconstruction')} |"
         )
     for r in curve:

@@ -167,3 +167,29 @@ def test_diagnostics_flag_a_decoder_that_cannot_see_z():
     assert d["ce_gap_nats"] == pytest.approx(0.0, abs=1e-6) and d["dead"] and is_dead(d)
     assert d["reconstruction"] == d["reconstruction_prior"]  # greedy output cannot depend on Z
     assert math.isclose(d["kl_bits"], d["mi_bits"] + d["bias_bits"], rel_tol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("old_init, dead", [(True, True), (False, False)])
+def test_a_short_blocks_run_flags_the_old_table_init_as_a_dead_latent_and_not_the_new_default(tmp_path, old_init, dead):
+    """configs/free_transformer/blocks.yaml at kappa = 2 bits, 240 steps of 16 (the synthetic sweep's budget):
+    with the table at the decoder's init std and weight-decayed the decoder ignores Z; with the default it reads Z.
+    About 1 minute per case alone on one core."""
+    from latentlm.models.free_transformer.diagnostics import diagnose_run
+    from latentlm.train.checkpoint import load_run
+    from latentlm.train.trainer import train
+
+    over = [
+        f"--train.out_dir={tmp_path / 'run'}",
+        "--train.max_steps=240",
+        "--train.batch_size=16",
+        "--train.seed=0",
+        "--log.progress=false",
+        "--eval.every=0",
+        "--model.kappa_bits=2",
+    ]
+    over += ["--model.inject_std=0.02", "--model.inject_weight_decay=true"] if old_init else []
+    train(load_config("configs/free_transformer/blocks.yaml", over))
+    model, tok = load_run(tmp_path / "run")
+    d = diagnose_run(model, tok, model.run_config, max_batches=4)
+    assert d["dead"] is dead, d["report"]
