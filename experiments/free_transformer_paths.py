@@ -86,6 +86,9 @@ def run_one(arm: str, seed: int, steps: int, tag: str, n: int) -> dict:
         res[f"T{temp:g}"]["samples"] = [
             {"prompt": task.prompt(ex).strip(), "answer": a, "ok": bool(o)} for ex, a, o in zip(exs[:8], answers, ok)
         ]
+    if arm == "ft":  # is Z used at all? (posterior vs prior CE on the answer tokens, MI)
+        d = model.diagnostics(tok, cfg, "val", 4)
+        res["latent"] = {k: d[k] for k in ("ce_posterior", "ce_prior", "ce_gap_nats", "mi_bits", "bias_bits", "dead")}
     (run_dir / "result.json").write_text(json.dumps(res, indent=1))
     print(json.dumps({k: res[k] for k in ("arm", "seed", "wall_train_s")} | {"T0": res["T0"]["rate"]}), flush=True)
     return res
@@ -113,6 +116,7 @@ def write_results(tag: str, n_default: int):
         t0, t1 = r["T0"], r["T1"]
         machine["rows"].append(
             {k: r[k] for k in ("arm", "seed", "steps", "params", "tokens", "val_loss", "wall_train_s")}
+            | ({"latent": r["latent"]} if "latent" in r else {})
             | {"pass_T0": t0["rate"], "pass_T0_ci95": t0["ci95"], "pass_T1": t1["rate"], "pass_T1_ci95": t1["ci95"]}
         )
         lines.append(
@@ -140,6 +144,15 @@ def write_results(tag: str, n_default: int):
             lines.append(
                 f"| FT − {base} | {T[1:]} | {d['mean_diff']:+.3f} | [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] "
                 f"| {'yes' if above else 'no'} |"
+            )
+    lines += ["", "Is Z used by the FT (val answer tokens, diagnostics.py)?", ""]
+    for r in sorted(rows, key=lambda r: r["seed"]):
+        if "latent" in r:
+            z = r["latent"]
+            lines.append(
+                f"- seed {r['seed']}: CE posterior Z {z['ce_posterior']:.4f} vs prior Z {z['ce_prior']:.4f} "
+                f"(gap {z['ce_gap_nats']:.4f} nats/token), MI {z['mi_bits']:.3f} bits, bias {z['bias_bits']:.3f} bits"
+                f"{' — DEAD LATENT' if z['dead'] else ''}"
             )
     lines += ["", "Samples (held-out graphs 0-3, seed 0, T = 1):", ""]
     for arm in ARMS:
