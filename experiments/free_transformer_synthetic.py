@@ -1,28 +1,44 @@
 """The Free Transformer's synthetic task (Fleuret 2025, §4): does Z learn *where* the block goes?
 
-For each free-bits threshold kappa (and a baseline GPT), train configs/free_transformer/blocks.yaml through the
-shared trainer, then:
-- KL bits per token (training metric at the end) and the val loss with prior Z (through score()),
-- generate samples from prompts "<L>>": in groups that **share one Z sequence** drawn from the prior, and in
-  groups with **independent Z**; report how often two samples of a group put the block at the same position,
-  and how often a sample contains a well-formed block at all.
-Expected (paper): small kappa ~ baseline (Z unused), moderate kappa: Z encodes the position (shared >> independent),
-large kappa: Z carries the tokens and prior-Z samples degrade (collapse).
+Each condition (kappa in bits, seed) trains configs/free_transformer/blocks.yaml through the shared trainer in
+its own fresh directory (never resumed), then measures:
+- **shared / independent agreement**: `pairs` independent pairs of samples from the prompt "<L>>" (a random
+  letter per pair, temperature 1). In a *shared* pair both samples use one Z sequence drawn from the prior;
+  in an *independent* pair each sample draws its own. A pair agrees when both samples contain a run of 8
+  letters starting at the same index. Pairs are independent, so Wilson intervals apply. The independent-Z
+  agreement is the reference chance measured from the model's own samples (not 1/57: the model's position
+  marginal need not be uniform); `marginal_chance` = sum_p P(p)^2 of those samples' positions is a second one.
+- **noise agreement**: among positions where sample A of a pair has a "!" noise character, the fraction where
+  sample B has one too (background rate 1/16): does Z also encode the noise?
+- **reconstruction**: for `pairs` val sequences, the prompt "<L>>" and the codes the encoder gave the whole
+  sequence (posterior Z), temperature 1: fraction of generations whose block starts where the source's does;
+  also the fraction of the source's noise positions reproduced.
+- diagnostics.py: val CE with posterior vs prior Z (the gap, overall and at the block start), the KL's
+  input-dependent part (MI, bits/token) and its bias part.
+Also the val loss with prior Z through score(), and the last training KL.
 
-    python experiments/free_transformer_synthetic.py [--steps 800] [--quick]
-Writes experiments/results/free_transformer_synthetic.{md,png} and runs/ft_synthetic/<run>/.
+    python experiments/free_transformer_synthetic.py --steps 500 [--seeds 0 1 2] [--kappas ...] [--schedule]
+    python experiments/free_transformer_synthetic.py --write     # tables from the finished runs' results
+Each run writes runs/ft_synthetic<tag>/<name>/result.json; --write gathers them into
+experiments/results/free_transformer_synthetic<tag>.{md,json}.
 """
 
+from __future__ import annotations
+
 import argparse
-import itertools
 import json
+import math
+import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from latentlm.config import load_config
 from latentlm.data.reasoning import BlockTask
+from latentlm.eval.stats import mean_sd, wilson
+from latentlm.models.free_transformer.diagnostics import diagnose
 from latentlm.nn import SamplingConfig
 from latentlm.train.checkpoint import load_run
 from latentlm.train.trainer import train
@@ -31,139 +47,320 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/free_transformer/blocks.yaml"
 OUT = REPO / "experiments/results"
 KAPPAS = [1 / 64, 1 / 8, 1 / 2, 2.0, 6.0]
-TAG = ""
-GROUPS = 16  # sample groups of 8 per condition (28 pairs each)
+TASK = BlockTask()
 
 
-def agreement(model, tok, letter: str, groups: int, size: int, shared: bool, seed: int) -> tuple[float, float]:
-    """(fraction of same-position pairs among samples with a block, fraction of samples with a block)."""
-    task = BlockTask()
-    prompt = torch.tensor([tok.encode(f"{letter}>")] * size)
-    same = pairs = found = 0
-    for g in range(groups):
-        gen = torch.Generator().manual_seed(seed * 1000 + g)
-        if shared:
-            z = model.prior_codes((1, 2 + task.length), gen).expand(size, -1)
-        else:
-            z = model.prior_codes((size, 2 + task.length), gen)
-        ids = model.generate(prompt, task.length, SamplingConfig(temperature=1.0, seed=seed * 1000 + g), z_codes=z)
-        positions = [BlockTask.block_position(tok.decode(row[2:].tolist()), letter, task.block) for row in ids]
-        hits = [p for p in positions if p is not None]
-        found += len(hits)
-        for a, b in itertools.combinations(hits, 2):
-            pairs += 1
-            same += a == b
-    return same / max(pairs, 1), found / (groups * size)
+OLD_DEFAULT = ["--model.inject_std=0.02", "--model.inject_weight_decay=true"]  # the table as the decoder's matrices
+
+
+def run_name(kappa, seed, schedule=None, old=False) -> str:
+    if kappa is None:
+        return f"gpt_s{seed}"
+    return f"kappa_{kappa:g}" + (f"_from_{schedule:g}" if schedule else "") + ("_old_init" if old else "") + f"_s{seed}"
+
+
+def positions_and_noise(tok, ids: torch.Tensor, letters: list[str]):
+    """Block start (or None) and the set of noise positions of each generated body."""
+    out = []
+    for row, letter in zip(ids, letters):
+        body = tok.decode(row[2 : 2 + TASK.length].tolist())
+        out.append((BlockTask.block_position(body, letter, TASK.block), {i for i, c in enumerate(body) if c == "!"}))
+    return out
+
+
+def sample_pairs(model, tok, pairs: int, shared: bool, seed: int, batch: int = 1024):
+    """-> list of ((posA, noiseA), (posB, noiseB), letter) for `pairs` independent pairs."""
+    rng = np.random.default_rng(seed)
+    letters = [TASK.letters[i] for i in rng.integers(len(TASK.letters), size=pairs)]
+    g = torch.Generator().manual_seed(seed)
+    n = 2 + TASK.length
+    z = model.prior_codes((pairs, n), g)
+    z = torch.stack([z, z if shared else model.prior_codes((pairs, n), g)], 1).reshape(2 * pairs, n)
+    rows = [letter for letter in letters for _ in (0, 1)]
+    res = []
+    for s in range(0, 2 * pairs, batch):
+        prompt = torch.tensor([tok.encode(f"{letter}>") for letter in rows[s : s + batch]])
+        ids = model.generate(
+            prompt, TASK.length, SamplingConfig(temperature=1.0, seed=seed * 7919 + s), z_codes=z[s : s + batch]
+        )
+        res += positions_and_noise(tok, ids, rows[s : s + batch])
+    return [(res[2 * i], res[2 * i + 1], letters[i]) for i in range(pairs)]
+
+
+def agreement_stats(pairs) -> dict:
+    same = sum(a[0] is not None and a[0] == b[0] for a, b, _ in pairs)
+    found = sum((a[0] is not None) + (b[0] is not None) for a, b, _ in pairs) / (2 * len(pairs))
+    noise_hits = sum(len(a[1] & b[1]) for a, b, _ in pairs)
+    noise_n = sum(len(a[1]) for a, b, _ in pairs)
+    lo, hi = wilson(same, len(pairs))
+    return {
+        "same": same,
+        "rate": same / len(pairs),
+        "ci95": [lo, hi],
+        "found": found,
+        "noise_agree": noise_hits / max(noise_n, 1),
+    }
+
+
+def reconstruction(model, tok, n: int, seed: int) -> dict:
+    """Generate from the posterior Z of val sequences; how often is the block back where it was?"""
+    rng_src = [TASK.sample(np.random.default_rng([seed, 1, i])) for i in range(n)]  # same scheme as val data
+    ids = torch.tensor([tok.encode(text) for text, _, _ in rng_src])[:, :-1]  # (n, 2 + length)
+    codes = model.posterior_codes(ids, generator=torch.Generator().manual_seed(seed + 17))
+    gen = model.generate(ids[:, :2], TASK.length, SamplingConfig(temperature=1.0, seed=seed + 29), z_codes=codes)
+    got = positions_and_noise(tok, gen, [letter for _, letter, _ in rng_src])
+    back = sum(p == pos for (p, _), (_, _, pos) in zip(got, rng_src))
+    src_noise = [{i for i, c in enumerate(text[2 : 2 + TASK.length]) if c == "!"} for text, _, _ in rng_src]
+    noise_back = sum(len(a & s) for (_, a), s in zip(got, src_noise)) / max(sum(len(s) for s in src_noise), 1)
+    lo, hi = wilson(back, n)
+    return {"rate": back / n, "ci95": [lo, hi], "n": n, "noise_reproduced": noise_back}
+
+
+def evaluate_model(model, tok, pairs: int, seed: int, data_seed: int) -> dict:
+    res = {}
+    if model.config.latent:
+        shared = sample_pairs(model, tok, pairs, True, 1000 + seed)
+        indep = sample_pairs(model, tok, pairs, False, 2000 + seed)
+        res["shared"], res["indep"] = agreement_stats(shared), agreement_stats(indep)
+        starts = [p for a, b, _ in indep for p in (a[0], b[0]) if p is not None]
+        counts = np.bincount(starts, minlength=TASK.length) / max(len(starts), 1)
+        res["marginal_chance"] = float((counts**2).sum())
+        res["reconstruction"] = reconstruction(model, tok, 256, data_seed)
+        samples = [TASK.sample(np.random.default_rng([data_seed, 1, i])) for i in range(256)]  # the val set
+        ids = torch.tensor([tok.encode(text) for text, _, _ in samples])[:, :-1]
+        d = diagnose(model, list(ids.split(64)), seed=seed, positions=None, top=3, recon_rows=32)
+        res["diag"] = {k: v for k, v in d.items() if k != "note"}
+        res["block_start"] = block_start_ce(model, ids, [pos for _, _, pos in samples], seed)
+    else:  # the GPT has no Z: two independent samples are its only condition
+        g = torch.Generator().manual_seed(3000 + seed)
+        rng = np.random.default_rng(3000 + seed)
+        letters = [TASK.letters[i] for i in rng.integers(len(TASK.letters), size=pairs)]
+        rows = [letter for letter in letters for _ in (0, 1)]
+        prompt = torch.tensor([tok.encode(f"{letter}>") for letter in rows])
+        ids = model.generate(prompt, TASK.length, SamplingConfig(temperature=1.0, seed=int(g.seed() % 2**31)))
+        got = positions_and_noise(tok, ids, rows)
+        res["indep"] = agreement_stats([(got[2 * i], got[2 * i + 1], letters[i]) for i in range(pairs)])
+    return res
+
+
+@torch.no_grad()
+def block_start_ce(model, ids: torch.Tensor, starts: list[int], seed: int) -> dict:
+    """CE (nats) of the block's first letter under posterior Z and under prior Z (one draw per sequence)."""
+    from latentlm.models.decoder import token_logprobs
+
+    g = torch.Generator().manual_seed(seed + 101)
+    post = model.posterior_codes(ids, generator=g)
+    prior = model.prior_codes(ids.shape, g)
+    idx = torch.tensor(starts) + 2  # token index of the block's first letter
+    out = {}
+    for name, codes in (("posterior", post), ("prior", prior)):
+        lp = token_logprobs(model(ids, z_codes=codes).logits, ids)
+        out[name] = float(-lp[torch.arange(len(starts)), idx].mean())
+    out["gap"] = out["prior"] - out["posterior"]
+    return out
+
+
+def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=32, old=False) -> dict:
+    name = run_name(kappa, seed, schedule, old)
+    run_dir = REPO / f"runs/ft_synthetic{tag}" / name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a fresh run: never resumed from an older one
+    over = [
+        f"--train.out_dir={run_dir}",
+        f"--train.max_steps={steps}",
+        f"--train.batch_size={batch}",
+        f"--train.seed={seed}",
+        "--train.resume=false",
+        "--log.progress=false",
+        f"--eval.every={steps}",
+    ]
+    if keep_every:
+        over += [f"--train.ckpt_every={keep_every}", "--train.keep_checkpoints=1000"]
+    if kappa is None:
+        over += ["--model.latent=false"]
+    else:
+        over += [f"--model.kappa_bits={kappa}"]
+        if schedule:
+            over += [f"--model.kappa_start_bits={schedule}", f"--model.kappa_anneal_steps={steps // 2}"]
+        if old:
+            over += OLD_DEFAULT
+    cfg = load_config(CONFIG, over)
+    t0 = time.perf_counter()
+    summary = train(cfg)
+    wall_train = time.perf_counter() - t0
+    model, tok = load_run(run_dir)
+    last = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train"' in x][-1]
+    t1 = time.perf_counter()
+    res = evaluate_model(model, tok, pairs, seed, cfg.train.seed)
+    res.update(
+        name=name,
+        kappa_bits=kappa,
+        kappa_start_bits=schedule,
+        condition="old_init" if old else ("schedule" if schedule else "default"),
+        seed=seed,
+        steps=steps,
+        batch_size=batch,
+        pairs=pairs,
+        val_loss_prior_z=summary["val"]["loss"],
+        train_kl_bits=last.get("kl_bits", 0.0),
+        train_r_over_x=last.get("r_over_x"),
+        wall_train_s=wall_train,
+        wall_eval_s=time.perf_counter() - t1,
+    )
+    if keep_every:  # agreement against training steps, from the kept checkpoints
+        curve = []
+        for ck in sorted((run_dir / "checkpoints").glob("step_*")):
+            m, _ = load_run(ck)
+            sh = agreement_stats(sample_pairs(m, tok, pairs // 2, True, 5000 + seed))
+            ind = agreement_stats(sample_pairs(m, tok, pairs // 2, False, 6000 + seed))
+            curve.append({"step": int(ck.name.split("_")[1]), "shared": sh["rate"], "indep": ind["rate"]})
+        res["curve"] = curve
+    (run_dir / "result.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps({k: res[k] for k in ("name", "wall_train_s", "wall_eval_s")}), flush=True)
+    return res
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=800)
-    ap.add_argument("--quick", action="store_true", help="2 kappas, 60 steps: a smoke run")
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--kappas", type=float, nargs="*", default=None, help="kappas in bits (default: the sweep)")
-    ap.add_argument("--tag", default="", help="suffix for run dirs and results (e.g. a longer follow-up)")
+    ap.add_argument("--schedule", type=float, default=None, help="also run kappa=1/2 annealed from this kappa")
+    ap.add_argument("--gpt", action="store_true", help="also train the GPT baseline (seed of --seeds[0])")
+    ap.add_argument("--old-init", action="store_true", help="the kappas with the old table init (std 0.02, decayed)")
+    ap.add_argument("--curve", type=float, default=None, help="the seed-0 run at this kappa logs agreement/steps")
+    ap.add_argument("--pairs", type=int, default=448)
+    ap.add_argument("--batch", type=int, default=32, help="train.batch_size (the config's is 32)")
+    ap.add_argument("--tag", default="", help="suffix for run dirs and results")
+    ap.add_argument("--write", action="store_true", help="only gather finished runs into the results files")
     args = ap.parse_args()
-    kappas, steps = (KAPPAS[1:3], 60) if args.quick else (args.kappas or KAPPAS, args.steps)
-    runs = [("gpt (no latent)", None)] + [(f"kappa={k:g} bit", k) for k in kappas]
-    global TAG
-    TAG = args.tag
-    rows = []
-    for name, kappa in runs:
-        run_dir = REPO / f"runs/ft_synthetic{TAG}" / (f"kappa_{kappa:g}" if kappa is not None else "baseline")
-        over = [
-            f"--train.out_dir={run_dir}",
-            f"--train.max_steps={steps}",
-            "--train.resume=auto",
-            "--log.progress=false",
-            f"--eval.every={steps}",
-        ]
-        over += ["--model.latent=false"] if kappa is None else [f"--model.kappa_bits={kappa}"]
-        cfg = load_config(CONFIG, over)
-        t0 = time.perf_counter()
-        summary = train(cfg)
-        wall = time.perf_counter() - t0
-        model, tok = load_run(run_dir)
-        last = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train"' in x][-1]
-        res = {
-            "name": name,
-            "kappa": kappa,
-            "wall_s": wall,
-            "val_loss_prior_z": summary["val"]["loss"],
-            "kl_bits": last.get("kl_bits", 0.0),
-            "bits_used": last.get("bits_used", 0),
-        }
-        if kappa is not None:
-            res["shared_same"], res["shared_found"] = agreement(model, tok, "K", GROUPS, 8, True, 1)
-            res["indep_same"], res["indep_found"] = agreement(model, tok, "K", GROUPS, 8, False, 2)
-        else:  # the baseline has no Z: one number for both
-            res["indep_same"], res["indep_found"] = agreement_gpt(model, tok, "K", GROUPS, 8)
-            res["shared_same"], res["shared_found"] = res["indep_same"], res["indep_found"]
-        rows.append(res)
-        print(json.dumps(res), flush=True)
-    write_results(rows, steps)
+    torch.set_num_threads(1)
+    if not args.write:
+        conds = [(k, None) for k in (KAPPAS if args.kappas is None else args.kappas)]
+        conds += [(0.5, args.schedule)] if args.schedule else []
+        for kappa, start in conds:  # condition by condition, every seed, so a cut-short sweep loses whole rows
+            for seed in args.seeds:
+                keep = max(args.steps // 4, 1) if (kappa == args.curve and start is None and seed == 0) else 0
+                run_one(kappa, seed, args.steps, args.tag, args.pairs, start, keep, batch=args.batch, old=args.old_init)
+        if args.gpt:
+            run_one(None, args.seeds[0], args.steps, args.tag, args.pairs, batch=args.batch)
+        return
+    write_results(args.tag)
 
 
-def agreement_gpt(model, tok, letter, groups, size):
-    task = BlockTask()
-    prompt = torch.tensor([tok.encode(f"{letter}>")] * size)
-    same = pairs = found = 0
-    for g in range(groups):
-        ids = model.generate(prompt, task.length, SamplingConfig(temperature=1.0, seed=7000 + g))
-        hits = [
-            p
-            for p in (BlockTask.block_position(tok.decode(r[2:].tolist()), letter, task.block) for r in ids)
-            if p is not None
-        ]
-        found += len(hits)
-        for a, b in itertools.combinations(hits, 2):
-            pairs += 1
-            same += a == b
-    return same / max(pairs, 1), found / (groups * size)
-
-
-def write_results(rows, steps):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def write_results(tag: str):
+    rows = [json.loads(p.read_text()) for p in sorted((REPO / f"runs/ft_synthetic{tag}").glob("*/result.json"))]
+    if not rows:
+        raise SystemExit("no finished runs to gather")
     OUT.mkdir(parents=True, exist_ok=True)
-    lat = [r for r in rows if r["kappa"] is not None]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ks = [r["kappa"] for r in lat]
-    a1.semilogx(ks, [r["shared_same"] for r in lat], "o-", label="shared Z")
-    a1.semilogx(ks, [r["indep_same"] for r in lat], "s--", label="independent Z")
-    a1.axhline(rows[0]["indep_same"], color="gray", lw=1, label="GPT baseline")
-    a1.set_xlabel("kappa (bits / token)")
-    a1.set_ylabel("same block position (pairs)")
-    a1.legend()
-    a2.semilogx(ks, [r["kl_bits"] for r in lat], "o-", label="KL bits / token")
-    a2.semilogx(ks, ks, ":", color="gray", label="kappa")
-    a2.set_xlabel("kappa (bits / token)")
-    a2.legend()
-    fig.tight_layout()
-    fig.savefig(OUT / f"free_transformer_synthetic{TAG}.png", dpi=120)
+    machine = []
+    for r in rows:
+        if r["kappa_bits"] is None:
+            continue
+        d = r["diag"]
+        machine.append(
+            {
+                "kappa_bits": r["kappa_bits"],
+                "kappa_start_bits": r["kappa_start_bits"],
+                "condition": r.get("condition", "schedule" if r["kappa_start_bits"] else "default"),
+                "seed": r["seed"],
+                "steps": r["steps"],
+                "batch_size": r.get("batch_size", 32),
+                "shared_same_pos": r["shared"]["rate"],
+                "shared_ci95": r["shared"]["ci95"],
+                "indep_same_pos": r["indep"]["rate"],
+                "indep_ci95": r["indep"]["ci95"],
+                "marginal_chance": r["marginal_chance"],
+                "pairs": r["pairs"],
+                "ce_gap_nats": d["ce_gap_nats"],
+                "ce_gap_block_start_nats": r["block_start"]["gap"],
+                "ce_block_start_posterior": r["block_start"]["posterior"],
+                "ce_block_start_prior": r["block_start"]["prior"],
+                "mi_bits": d["mi_bits"],
+                "bias_bits": d["bias_bits"],
+                "kl_bits": d["kl_bits"],
+                "reconstruction": r["reconstruction"]["rate"],
+                "reconstruction_ci95": r["reconstruction"]["ci95"],
+                "noise_agree_shared": r["shared"]["noise_agree"],
+                "noise_agree_indep": r["indep"]["noise_agree"],
+                "noise_reproduced": r["reconstruction"]["noise_reproduced"],
+                "found_shared": r["shared"]["found"],
+                "found_indep": r["indep"]["found"],
+                "val_loss_prior_z": r["val_loss_prior_z"],
+                "wall_train_s": r["wall_train_s"],
+            }
+        )
+    machine.sort(key=lambda m: (m["condition"], m["kappa_bits"], m["seed"]))
+    (OUT / f"free_transformer_synthetic{tag}.json").write_text(json.dumps(machine, indent=1))
+    gpt = [r for r in rows if r["kappa_bits"] is None]
+    curve = [r for r in rows if "curve" in r]
+    steps = sorted({(m["steps"], m["batch_size"]) for m in machine})
     lines = [
         "# Free Transformer: synthetic block task, kappa sweep",
         "",
-        f"Config `configs/free_transformer/blocks.yaml` (d=128, 4 layers, H=8 bits, injection at layer 2), {steps} steps",
-        "of batch 32 x 66 characters each, trained with the shared trainer on a 2-core CPU. Samples: prompt `K>`,",
-        f"{GROUPS} groups of 8 samples at temperature 1 ({GROUPS * 28} pairs); *shared Z* = one prior Z sequence per",
-        "group, *independent Z* = one",
-        "per sample. `same position` = fraction of sample pairs (with a block) whose blocks start at the same index;",
-        "`found` = fraction of samples containing a run of 8 K's. Val loss uses prior Z through `score()`.",
-        "Chance agreement for two independent uniform block positions: 1/57 = 0.018.",
+        "Config `configs/free_transformer/blocks.yaml` (d = 128, 4 layers, H = 8 bits, injection at layer 2, the new",
+        "default table init std 1.0, not weight-decayed), trained with the shared trainer, each run in a fresh",
+        f"directory; (steps, batch) = {', '.join(f'({a}, {b})' for a, b in steps)}; seeds vary init and data order.",
+        "*Shared Z*: the two samples of a pair use one prior Z sequence; *independent Z*: one each. Same position =",
+        "both samples contain a run of 8 prompt letters starting at the same index (pairs are independent: Wilson",
+        "95 % intervals). *Marginal chance* = sum_p P(p)^2 over the independent-Z samples' block starts. *CE gap* =",
+        "val CE with prior Z minus with posterior (encoder) Z, nats/token over 256 val sequences, and in brackets",
+        "the CE of the block's first letter. *MI* / *bias*: the KL split into I(X; Z_t) and KL(Qbar_t || uniform)",
+        "(bits/token, plug-in over 256 sequences). *Reconstruction*: generation at T = 1 from the posterior Z of 256",
+        "val sequences puts the block where the source had it. *Noise agree*: P(sample B has '!' at t | sample A",
+        "has '!' at t) (background rate 1/16). *Val loss prior Z*: score() (prior Z per sequence).",
         "",
-        "| run | KL bits/token | live bits | val loss (prior Z) | same position, shared Z | same position, independent Z | found (shared / indep.) | wall (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| kappa (bits) | seed | shared Z same pos. [95% CI] | indep. Z same pos. [95% CI] | ratio | marginal chance "
+        "| CE gap nats/tok (block start: post. vs prior) | MI bits | bias bits | reconstruction [95% CI] | noise agree shared / indep. "
+        "| val loss prior Z |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
+    for m in machine:
+        k = f"{m['kappa_bits']:g}" + (f" (from {m['kappa_start_bits']:g})" if m["kappa_start_bits"] else "")
+        k += " old init" if m["condition"] == "old_init" else ""
+        ratio = m["shared_same_pos"] / m["indep_same_pos"] if m["indep_same_pos"] > 0 else math.inf
         lines.append(
-            f"| {r['name']} | {r['kl_bits']:.3f} | {r['bits_used']:.0f} | {r['val_loss_prior_z']:.4f} | {r['shared_same']:.2f} | "
-            f"{r['indep_same']:.2f} | {r['shared_found']:.2f} / {r['indep_found']:.2f} | {r['wall_s']:.0f} |"
+            f"| {k} | {m['seed']} | {m['shared_same_pos']:.3f} [{m['shared_ci95'][0]:.3f}, {m['shared_ci95'][1]:.3f}] "
+            f"| {m['indep_same_pos']:.3f} [{m['indep_ci95'][0]:.3f}, {m['indep_ci95'][1]:.3f}] | {ratio:.1f} "
+            f"| {m['marginal_chance']:.3f} | {m['ce_gap_nats']:.4f} ({m['ce_block_start_posterior']:.2f} vs {m['ce_block_start_prior']:.2f}) | {m['mi_bits']:.3f} | {m['bias_bits']:.3f} "
+            f"| {m['reconstruction']:.3f} [{m['reconstruction_ci95'][0]:.3f}, {m['reconstruction_ci95'][1]:.3f}] "
+            f"| {m['noise_agree_shared']:.3f} / {m['noise_agree_indep']:.3f} | {m['val_loss_prior_z']:.4f} |"
         )
-    lines += ["", f"![kappa sweep](free_transformer_synthetic{TAG}.png)", ""]
-    (OUT / f"free_transformer_synthetic{TAG}.md").write_text("\n".join(lines))
+    for r in gpt:
+        i = r["indep"]
+        lines.append(
+            f"| GPT (no Z) | {r['seed']} | — | {i['rate']:.3f} [{i['ci95'][0]:.3f}, {i['ci95'][1]:.3f}] | — | — | — | — "
+            f"| — | — | — / {i['noise_agree']:.3f} | {r['val_loss_prior_z']:.4f} |"
+        )
+    lines += [
+        "",
+        "Means over seeds:",
+        "",
+        "| kappa | shared | indep. | CE gap | MI bits | reconstruction |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    keys = sorted({(m["condition"], m["kappa_bits"], m["kappa_start_bits"]) for m in machine})
+    for cond, k, s in keys:
+        sel = [m for m in machine if (m["condition"], m["kappa_bits"], m["kappa_start_bits"]) == (cond, k, s)]
+
+        def f(field, sel=sel):
+            mu, sd = mean_sd([m[field] for m in sel])
+            return f"{mu:.3f} ± {sd:.3f}"
+
+        lines.append(
+            f"| {k:g}{f' (from {s:g})' if s else ''}{' old init' if cond == 'old_init' else ''} (n={len(sel)}) | {f('shared_same_pos')} | {f('indep_same_pos')} "
+            f"| {f('ce_gap_nats')} | {f('mi_bits')} | {f('reconstruction')} |"
+        )
+    for r in curve:
+        lines += [
+            "",
+            f"Agreement against steps (kappa = {r['kappa_bits']:g}, seed {r['seed']}, {r['pairs'] // 2} pairs each):",
+            "",
+        ]
+        lines += ["| step | shared | indep. |", "|---:|---:|---:|"]
+        lines += [f"| {c['step']} | {c['shared']:.3f} | {c['indep']:.3f} |" for c in r["curve"]]
+    (OUT / f"free_transformer_synthetic{tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

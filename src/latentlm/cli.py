@@ -61,6 +61,10 @@ def cmd_eval(args, extra: list[str]) -> int:
             f"{res['corpus']} {args.split}: loss {res['loss']:.4f}  ppl {res['ppl']:.2f}  "
             f"bits/byte {res['bits_per_byte']:.4f}  ({res['tokens']} tokens; {res['note']})"
         )
+        diag = model.diagnostics(tok, cfg, args.split, args.max_batches) if hasattr(model, "diagnostics") else None
+        if diag is not None:  # a variant with a latent says whether its decoder uses it
+            merge_results(args.run_dir, f"{key}:latent", diag)
+            print("\n".join(diag["report"]))
     if args.choice is not None:
         from latentlm.data.corpora import data_root
         from latentlm.eval.choice import evaluate_choice

@@ -155,11 +155,8 @@ def test_score_uses_seeded_prior_and_importance_weights_samples():
     model = Model(ft_config(score_samples=3, score_seed=5)).eval()
     x = torch.randint(0, 64, (2, 10))
     assert torch.equal(model.score(x), model.score(x))  # fixed seed
-    pos = torch.arange(10)[None]
     with torch.no_grad():
-        per = torch.stack(
-            [token_logprobs(model(x, z_codes=model.score_codes(k, pos, x.shape)).logits, x) for k in range(3)]
-        )
+        per = torch.stack([token_logprobs(model(x, z_codes=model.score_codes(k, x)).logits, x) for k in range(3)])
     seq = per.double().sum(-1)  # (K, B) log p(x | z_k)
     expected = torch.logsumexp(seq, 0) - math.log(3)
     torch.testing.assert_close(model.score(x).double().sum(-1), expected, atol=1e-4, rtol=0)
@@ -167,12 +164,12 @@ def test_score_uses_seeded_prior_and_importance_weights_samples():
 
 
 def test_training_step_trains_encoder_and_code_table():
-    model = Model(ft_config(kappa_bits=0.0))
+    model = Model(ft_config(kappa_bits=1e-6))
     x = torch.randint(0, 64, (2, 12))
     out = model(x, labels=torch.roll(x, -1, 1))
     out.loss.backward()
     assert model.encoder.readout.weight.grad.abs().sum() > 0 and model.post_sampler.grad.abs().sum() > 0
-    assert out.metrics["kl_bits"] >= 0 and out.loss > out.metrics["ce"]  # kappa 0: every bit of KL is paid
+    assert out.metrics["kl_bits"] >= 0 and out.loss > out.metrics["ce"]  # kappa ~0: every bit of KL is paid
 
 
 @pytest.mark.parametrize(
@@ -180,8 +177,14 @@ def test_training_step_trains_encoder_and_code_table():
     [
         (dict(latent_bits=0), "model.latent_bits=0 must be in [1, 20]"),
         (dict(latent_bits=21), "model.latent_bits=21 must be in [1, 20]"),
-        (dict(kappa_bits=-0.5), "model.kappa_bits=-0.5 must be >= 0"),
-        (dict(kappa_bits=float("nan")), "model.kappa_bits=nan must be >= 0"),
+        (dict(kappa_bits=-0.5), "model.kappa_bits=-0.5 must be > 0"),
+        (dict(kappa_bits=0.0), "model.kappa_bits=0.0 must be > 0"),
+        (dict(kappa_bits=float("nan")), "model.kappa_bits=nan must be > 0"),
+        (dict(inject_std=0.0), "model.inject_std=0.0 must be > 0"),
+        (dict(inject_std=-1.0), "model.inject_std=-1.0 must be > 0"),
+        (dict(inject_scale="big"), "model.inject_scale='big' must be one of: init, rms"),
+        (dict(kappa_start_bits=0.25, kappa_anneal_steps=10), "model.kappa_start_bits=0.25 must be >= model.kappa_bits"),
+        (dict(kappa_start_bits=2.0, kappa_anneal_steps=0), "model.kappa_anneal_steps=0 must be >= 1"),
         (dict(inject_layer=4), "model.inject_layer=4 is out of range; allowed 0..3"),
     ],
 )

@@ -46,6 +46,10 @@ def micro_batch_size(cfg, world_size: int) -> int:
 
 def build_source(cfg, tokenizer: Tokenizer, split: str = "train", rank: int = 0, world_size: int = 1):
     """The trainer's data source for this run: token shards for text, a curriculum source for reasoning data."""
+    if cfg.data.reasoning == "graph_paths":  # answer-only path finding (latentlm.data.graph_paths)
+        from latentlm.data.graph_paths import build_graph_paths_source
+
+        return build_graph_paths_source(cfg, tokenizer, split, rank, world_size)
     if cfg.data.reasoning is not None:
         try:
             from latentlm.data.reasoning import build_reasoning_source

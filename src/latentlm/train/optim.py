@@ -10,14 +10,15 @@ from latentlm.config import TrainConfig
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """Weight decay on matrices (linears, embeddings); none on norms, biases, scalars and vectors."""
+    """Weight decay on matrices (linears, embeddings); none on norms, biases, scalars, vectors and parameters a
+    model marks `p.no_weight_decay = True`."""
     decay, no_decay = [], []
     seen: set[int] = set()
     for p in model.parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        (decay if p.dim() >= 2 else no_decay).append(p)
+        (decay if p.dim() >= 2 and not getattr(p, "no_weight_decay", False) else no_decay).append(p)
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -264,6 +264,8 @@ def _loop(cfg, device, dist, run_dir, model, train_model, tokenizer, source, opt
         lr = lr_at(step, t)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if hasattr(model, "begin_step"):  # optional model hook: step-dependent losses (e.g. a KL schedule)
+            model.begin_step(step)
 
         step_start = time.perf_counter()
         batches = [source.next_batch() for _ in range(accum)]

@@ -12,7 +12,12 @@ position t, so the KV cache stays valid. Options: encoder (posterior) Z for the 
 every position (steering), or explicit codes. `score()` never uses the encoder: prior Z with a fixed seed,
 K samples combined as self-normalised importance weights by the prefix likelihood, so that per-token values
 telescope to log (1/K) sum_k p(x | z_k), an unbiased estimate of p(x) (a lower bound in log space). The
-prior codes of sample k are a fixed function of (seed, k, position), so scores do not depend on batching.
+prior codes of sample k are a hash of (seed, k, the sequence's tokens up to t): each sequence gets its own
+draw, and scores do not depend on batching or padding.
+
+Injection scale (`inject_std`, `inject_scale`): the table W_post starts at N(0, 1) by default, not at the
+decoder's init std, and is not weight-decayed; otherwise R is a few percent of X_{L/2} and the decoder learns
+to ignore Z (measured on configs/free_transformer/blocks.yaml; see `diagnostics.py` for how to tell).
 """
 
 from __future__ import annotations
@@ -43,15 +48,33 @@ class FreeTransformer(Decoder):
         super().__init__(config)
         c = config
         self._plan: _ZPlan | None = None
+        self._step: int | None = None  # the trainer's optimizer step (begin_step), for the kappa schedule
         if not c.latent:
             return
         self.encoder = LatentEncoder(c.d_model, c.n_heads, c.kv_heads, c.head_dim, c.ffn_dim, c.latent_bits, c.norm_eps)
         self.post_sampler = nn.Parameter(torch.empty(2**c.latent_bits, c.d_model))  # row d = W_post[:, d]
-        for name, p in [*self.encoder.named_parameters(), ("post_sampler", self.post_sampler)]:
+        self.post_sampler.no_weight_decay = not c.inject_weight_decay  # read by train.optim.build_optimizer
+        for name, p in self.encoder.named_parameters():
             if p.dim() >= 2:
                 scaled = name.endswith(("attn.wo.weight", "mlp.w2.weight"))
                 nn.init.normal_(p, 0.0, c.init_std / (2 * c.n_layers) ** 0.5 if scaled else c.init_std)
+        nn.init.normal_(self.post_sampler, 0.0, c.inject_std)
         nn.init.normal_(self.encoder.zeta, 0.0, c.init_std)
+
+    def begin_step(self, step: int) -> None:
+        """Trainer hook, called before each optimizer step (0-based): sets the scheduled kappa."""
+        self._step = step
+
+    @property
+    def kappa_bits(self) -> float:
+        """kappa now: the schedule's value while training, the target kappa_bits otherwise."""
+        return self.config.kappa_at(self._step if self.training else None)
+
+    def inject(self, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """The key/value input of the injection block: X_{L/2} + R (R scaled by RMS(X) when inject_scale=rms)."""
+        if self.config.inject_scale == "rms":
+            r = r * h.pow(2).mean(-1, keepdim=True).add(self.config.norm_eps).sqrt()
+        return h + r
 
     @property
     def score_note(self) -> str:
@@ -81,11 +104,15 @@ class FreeTransformer(Decoder):
                 mask = None if labels is None else (labels != -100).float()
                 kl_bits = binary_kl(bit_logits)  # (B, T, H) nats
                 kl_t = kl_bits.sum(-1)
-                kl_loss = free_bits_loss(kl_t, c.kappa_bits * math.log(2), mask)
-                metrics = self._latent_metrics(kl_bits, kl_t, mask)
+                kappa = self.kappa_bits
+                kl_loss = free_bits_loss(kl_t, kappa * math.log(2), mask)
+                metrics = self._latent_metrics(kl_bits, kl_t, mask, kappa)
             else:
                 r = self.post_sampler[z_codes]
-            h = self.blocks[k](h, ctx, kv_h=h + r)
+            kv = self.inject(h, r)
+            if metrics:
+                metrics["r_over_x"] = ((kv - h).norm(dim=-1).mean() / h.norm(dim=-1).mean().clamp(min=1e-12)).detach()
+            h = self.blocks[k](h, ctx, kv_h=kv)
             h = self.run_blocks(h, ctx, k + 1)
         else:
             h = self.run_blocks(h, ctx, k)
@@ -102,17 +129,26 @@ class FreeTransformer(Decoder):
         key_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         return self.context(positions, attn_mask=key_mask, causal=False)
 
-    def _latent_metrics(self, kl_bits, kl_t, mask) -> dict:
+    def _latent_metrics(self, kl_bits, kl_t, mask, kappa_bits: float) -> dict:
         m = torch.ones_like(kl_t) if mask is None else mask
         n = m.sum().clamp(min=1)
         per_bit = (kl_bits * m[..., None]).sum((0, 1)) / n / math.log(2)  # (H,) mean KL of each bit, in bits
-        kappa = self.config.kappa_bits * math.log(2)
+        kappa = kappa_bits * math.log(2)
         return {
+            "kappa_bits": torch.tensor(kappa_bits),
             "kl_bits": ((kl_t * m).sum() / n / math.log(2)).detach(),
             "frac_above_kappa": (((kl_t > kappa).float() * m).sum() / n).detach(),
             "bits_used": (per_bit > 0.01).sum().float().detach(),  # bits carrying > 0.01 bit of KL on average
             **{f"bit{h}_kl": v.detach() for h, v in enumerate(per_bit)},  # per-bit usage, in bits
         }
+
+    def diagnostics(self, tokenizer, cfg, split: str = "val", max_batches: int | None = None) -> dict | None:
+        """Is Z used? CE with posterior vs prior Z, the KL's MI / bias split, reconstruction (diagnostics.py)."""
+        if not self.config.latent:
+            return None
+        from latentlm.models.free_transformer.diagnostics import diagnose_run
+
+        return diagnose_run(self, tokenizer, cfg, split, max_batches)
 
     # --- likelihood ----------------------------------------------------------------------------------------
 
@@ -128,7 +164,7 @@ class FreeTransformer(Decoder):
                         self(
                             input_ids,
                             attention_mask=attention_mask,
-                            z_codes=self.score_codes(k, positions, input_ids.shape),
+                            z_codes=self.score_codes(k, input_ids, attention_mask),
                         ).logits,
                         input_ids,
                         attention_mask,
@@ -144,16 +180,20 @@ class FreeTransformer(Decoder):
         """Prior-Z logits of score sample 0 (what score() computes with score_samples=1)."""
         if not self.config.latent:
             return super().scoring_logits(input_ids, attention_mask)
-        positions, _ = padding_layout(input_ids, attention_mask)
-        codes = self.score_codes(0, positions, input_ids.shape)
+        codes = self.score_codes(0, input_ids, attention_mask)
         return self(input_ids, attention_mask=attention_mask, z_codes=codes).logits
 
-    def score_codes(self, sample: int, positions: torch.Tensor, shape) -> torch.Tensor:
-        """Prior codes of score sample k, a fixed function of (seed, k, position): a sequence scores the same
-        alone or in any batch, padded or not."""
-        g = torch.Generator().manual_seed(self.config.score_seed * 1_000_003 + sample)
-        table = torch.randint(0, 2**self.config.latent_bits, (self.config.max_seq_len,), generator=g)
-        return table.to(positions.device)[positions].expand(shape)
+    def score_codes(self, sample: int, input_ids: torch.Tensor, attention_mask=None) -> torch.Tensor:
+        """Prior codes of score sample k: Z_t is a hash of (score_seed, k, the unpadded tokens x_1..x_t).
+
+        So every sequence gets its own uniform draw (two rows of a batch no longer share one Z), a sequence
+        scores the same alone or in any batch, padded or not, and sequences with a common prefix share that
+        prefix's Z (common random numbers when comparing continuations). Z_t depends on x_<=t only, which the
+        decoder has already read, so it carries nothing about the tokens being predicted.
+        """
+        return prefix_hash_codes(
+            input_ids, attention_mask, self.config.score_seed * 1_000_003 + sample, self.config.latent_bits
+        )
 
     def prior_codes(self, shape, generator=None) -> torch.Tensor:
         return torch.randint(0, 2**self.config.latent_bits, shape, generator=generator, device=self.post_sampler.device)
@@ -206,7 +246,7 @@ class FreeTransformer(Decoder):
         codes = self.prior_codes(input_ids.shape) if self._plan is None else self._plan.next(input_ids.shape)
         r = self.post_sampler[codes]  # (B, n, D)
         h = self.run_blocks(self.embed(input_ids), ctx, 0, k)
-        h = self.blocks[k](h, ctx, kv_h=h + r)
+        h = self.blocks[k](h, ctx, kv_h=self.inject(h, r))
         return self.run_blocks(h, ctx, k + 1)
 
     # --- accounting ----------------------------------------------------------------------------------------
@@ -221,6 +261,31 @@ class FreeTransformer(Decoder):
         per_layer = (base / 3 - 2 * c.d_model * c.vocab_size) / c.n_layers  # forward FLOPs of one block
         codes = 2**c.latent_bits
         return base + 3 * (per_layer + 2 * c.d_model * c.latent_bits) + 2 * codes * (c.d_model + 2 * c.latent_bits)
+
+
+_M1, _M2, _GOLD = 0x2545F4914F6CDD1D, 0x369DEA0F31A53F85, 0x1E3779B97F4A7C15
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """A 64-bit integer mixer (xorshift-multiply rounds), wrapping int64 arithmetic; x int64."""
+    x = x ^ ((x >> 31) & ((1 << 33) - 1))
+    x = x * _M1
+    x = x ^ ((x >> 29) & ((1 << 35) - 1))
+    x = x * _M2
+    return x ^ ((x >> 32) & ((1 << 32) - 1))
+
+
+def prefix_hash_codes(input_ids: torch.Tensor, attention_mask, seed: int, bits: int) -> torch.Tensor:
+    """(B, T) codes in [0, 2^bits): code t is a hash of (seed, the non-padding tokens up to t, their count)."""
+    ids = input_ids.long()
+    keep = torch.ones_like(ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    state = torch.full((ids.shape[0],), seed, dtype=torch.long, device=ids.device)
+    state = _mix(state + _GOLD)
+    out = torch.empty_like(ids)
+    for t in range(ids.shape[1]):  # padding positions leave the state unchanged
+        state = torch.where(keep[:, t], _mix(state + (ids[:, t] + 1) * _GOLD), state)
+        out[:, t] = state
+    return _mix(out) & ((1 << bits) - 1)
 
 
 class _ZPlan:
