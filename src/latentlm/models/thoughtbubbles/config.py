@@ -24,9 +24,15 @@ class ThoughtbubblesConfig(DecoderConfig):
     """causal mode: keep a candidate when exp(cumulative log-score) exceeds this."""
     causal_cap: int = 4
     """causal mode: at most this many streams per token."""
-    merge: Literal["residual", "distribution"] = "residual"
-    """residual: p-weighted mean of a token's final residuals, then norm and head (authors' code) | distribution:
-    decode every stream and mix the distributions with weights p (the paper's description)."""
+    merge: Literal["residual", "distribution", "logit_sum"] = "residual"
+    """residual: p-weighted mean of a token's final residuals, then norm and head (authors' JAX code) |
+    distribution: decode every stream and mix the distributions with weights p (the paper's description) |
+    logit_sum: the authors' v1 PyTorch merge, final norm per stream and logits = sum_j p_j * head(norm(x_j)),
+    not normalised by sum_j p_j."""
+    ranking: Literal["learned", "random", "worst"] = "learned"
+    """Which candidates survive the global top-k: learned (highest c, the authors' code) | random (uniform
+    ranking; c still attenuates) | worst (lowest c). random/worst are ablations; the protected last candidate of
+    every token survives in all three."""
     bias_scale: Literal["sqrt", "exact"] = "sqrt"
     """Key bias in attention: c / sqrt(head_dim) (authors' code) or exactly c."""
     bias_channel: Literal["extra", "hijack"] = "extra"

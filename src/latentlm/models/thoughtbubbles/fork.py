@@ -85,11 +85,23 @@ class ForkLayer(nn.Module):
         return StreamState(h, c, cand_tau.gather(1, idx), alive)
 
     def fork_global(
-        self, s: StreamState, budget: float, n_tokens: int, live_tokens: torch.Tensor, noise: float = 0.0
+        self,
+        s: StreamState,
+        budget: float,
+        n_tokens: int,
+        live_tokens: torch.Tensor,
+        noise: float = 0.0,
+        ranking: str = "learned",
     ) -> StreamState:
-        """Top-k over the sequence; k from the chunk length, surplus soft-killed in rows with fewer live tokens."""
+        """Top-k over the sequence; k from the chunk length, surplus soft-killed in rows with fewer live tokens.
+        ranking: learned (by c) | random (uniform scores) | worst (by -c); the protected candidates survive always."""
         cand_c, cand_tau, cand_alive = self.candidates(s)
-        rank = cand_c + noise * _gumbel(cand_c) if noise > 0 else cand_c.clone()
+        if ranking == "random":
+            rank = torch.rand_like(cand_c)
+        elif ranking == "worst":
+            rank = -cand_c
+        else:
+            rank = cand_c + noise * _gumbel(cand_c) if noise > 0 else cand_c.clone()
         rank = torch.where(cand_alive, rank, -math.inf)
         rank = torch.where(cand_alive & last_of_group(cand_tau), math.inf, rank)
         k = min(math.ceil(budget * n_tokens), cand_c.shape[1])

@@ -21,7 +21,7 @@ from torch import nn
 from latentlm.models.decoder import Decoder, sampling_loop
 from latentlm.models.thoughtbubbles.config import ThoughtbubblesConfig
 from latentlm.models.thoughtbubbles.fork import DEAD, ForkLayer, StreamState, stream_positions, tokens_count
-from latentlm.models.thoughtbubbles.merge import distribution_merge, residual_merge
+from latentlm.models.thoughtbubbles.merge import distribution_merge, logit_sum_merge, residual_merge
 from latentlm.nn import AttnContext, KVCache
 from latentlm.outputs import LMOutput
 
@@ -44,7 +44,6 @@ class Thoughtbubbles(Decoder):
                 nn.init.normal_(fork.score.weight, 0.0, c.init_std)
             if fork.fork_emb is not None:
                 nn.init.normal_(fork.fork_emb, 0.0, c.d_model**-0.5)
-        self.last_streams: list[float] | None = None  # streams per token entering each block, last forward
 
     @property
     def score_note(self) -> str:
@@ -95,7 +94,7 @@ class Thoughtbubbles(Decoder):
         if c.budget_mode == "causal":
             return fork.fork_causal(s, c.causal_threshold, c.causal_cap, n_tokens)
         noise = c.gumbel_scale if self.training else 0.0
-        return fork.fork_global(s, c.budget, n_tokens, live, noise)
+        return fork.fork_global(s, c.budget, n_tokens, live, noise, c.ranking)
 
     def stream_context(
         self, s: StreamState, n_tokens: int, offset: torch.Tensor, cache, attenuate: bool, forked: bool
@@ -114,7 +113,9 @@ class Thoughtbubbles(Decoder):
         )
 
     def merge(self, s: StreamState, n_tokens: int) -> torch.Tensor:
-        fn = residual_merge if self.config.merge == "residual" else distribution_merge
+        fn = {"residual": residual_merge, "distribution": distribution_merge, "logit_sum": logit_sum_merge}[
+            self.config.merge
+        ]
         return fn(s, n_tokens, self.norm, self.head)
 
     # --- the variant contract ------------------------------------------------------------------------------
@@ -123,10 +124,8 @@ class Thoughtbubbles(Decoder):
         self.check_input(input_ids)
         B, T = input_ids.shape
         s = self.initial_state(input_ids, attention_mask)
-        live = s.alive.sum(1)
         s, stats = self.run_streams(s, T, torch.zeros(B, device=input_ids.device))
         logits = self.merge(s, T)
-        self.last_streams = self._stream_counts(stats, live)
         metrics = {}
         for layer, st in stats.items():
             per_token = tokens_count(st.tau, st.alive, T)[:, :T]  # (B, T)
@@ -220,12 +219,13 @@ class Thoughtbubbles(Decoder):
 
     # --- accounting ----------------------------------------------------------------------------------------
 
-    def stream_multipliers(self, seq_len: int) -> list[float]:
-        """Streams per token entering each block. Global budget: exact (top-k keeps exactly k); causal: the
-        counts of the last forward, or the cap as an upper bound before any forward."""
+    def stream_multipliers(self, seq_len: int, input_ids: torch.Tensor | None = None) -> list[float]:
+        """Streams per token entering each block, computed statelessly. Global budget: exact (top-k keeps exactly
+        k). Causal budget: measured on `input_ids` (pass a fixed validation batch) in eval mode; without a batch,
+        the cap (an upper bound)."""
         c, n, out = self.config, float(seq_len), []
-        if c.budget_mode == "causal" and not c.duplicate_tokens and self.last_streams is not None:
-            return list(self.last_streams)
+        if c.budget_mode == "causal" and not c.duplicate_tokens and c.fork_layers and input_ids is not None:
+            return self.measured_streams(input_ids)
         for layer in range(c.n_layers):
             if layer in c.fork_layers:
                 if c.duplicate_tokens:
@@ -237,14 +237,30 @@ class Thoughtbubbles(Decoder):
             out.append(n / seq_len)
         return out
 
-    def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per input token: every block's matmuls and causal attention scale with its streams."""
+    @torch.no_grad()
+    def measured_streams(self, input_ids: torch.Tensor) -> list[float]:
+        """Live streams per token entering each block on this batch (eval mode, no state kept)."""
+        was = self.training
+        self.eval()
+        try:
+            B, T = input_ids.shape
+            s = self.initial_state(input_ids)
+            live = s.alive.sum(1)
+            _, stats = self.run_streams(s, T, torch.zeros(B, device=input_ids.device))
+        finally:
+            self.train(was)
+        return self._stream_counts(stats, live)
+
+    def flops_per_token(self, seq_len: int, input_ids: torch.Tensor | None = None) -> float:
+        """Training FLOPs per input token: every block's matmuls and causal attention scale with its streams
+        (causal budget: measured on `input_ids`, see stream_multipliers)."""
         c = self.config
         layer_matmul = (self.matmul_params() - c.d_model * c.vocab_size) / c.n_layers
         fwd = 0.0
-        for m in self.stream_multipliers(seq_len):
+        mult = self.stream_multipliers(seq_len, input_ids)
+        for m in mult:
             n = m * seq_len
             fwd += m * (2 * layer_matmul + 4 * c.n_heads * c.head_dim * (n + 1) / 2)
-        head_streams = self.stream_multipliers(seq_len)[-1] if c.merge == "distribution" else 1.0
+        head_streams = mult[-1] if c.merge == "distribution" else 1.0
         fwd += head_streams * 2 * c.d_model * c.vocab_size + len(c.fork_layers) * 2 * 2 * c.d_model
         return 3 * fwd
