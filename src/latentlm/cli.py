@@ -41,6 +41,7 @@ def cmd_eval(args, extra: list[str]) -> int:
         args.choice is not None,
         args.tasks is not None,
         args.reasoning is not None,
+        args.allocation,
     ]
     if args.val or not any(specific):
         from latentlm.eval.perplexity import evaluate
@@ -95,6 +96,13 @@ def cmd_eval(args, extra: list[str]) -> int:
             f"leak: max |d log p| at positions <= t when tokens after t change: {res['max_abs_dlogp']:.3g} "
             f"(mean {res['mean_abs_dlogp']:.3g}; {res['note']})"
         )
+    if args.allocation:
+        from latentlm.eval.allocation import allocation_analysis, print_summary
+
+        ref, ref_tok = load(args.reference) if args.reference else (None, None)
+        res = allocation_analysis(model, tok, cfg, ref, ref_tok, args.max_batches, reference_name=args.reference)
+        merge_results(args.run_dir, "allocation", res)
+        print_summary(res)
     if args.bubbles is not None:
         from pathlib import Path
 
@@ -205,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--val", action="store_true", help="held-out loss / bits per byte (the default when no flag is given)"
     )
     s.add_argument("--leak", action="store_true", help="causality probe: can later tokens change earlier log-probs?")
+    s.add_argument("--allocation", action="store_true", help="thoughtbubbles: streams vs entropy on the val split")
+    s.add_argument("--reference", metavar="RUN", default=None, help="--allocation: reference run (same tokenizer)")
     s.add_argument("--bubbles", metavar="TEXT", default=None, help="thoughtbubbles: fork map of TEXT (PNG + HTML)")
     s.add_argument(
         "--choice",

@@ -145,21 +145,25 @@ class Thoughtbubbles(Decoder):
         return counts
 
     @torch.no_grad()
-    def fork_map(self, input_ids: torch.Tensor) -> dict:
-        """For bubble maps: streams per token after each fork layer {layer: (B, T)} and the mean p per token."""
+    def fork_map(self, input_ids: torch.Tensor, return_logits: bool = False):
+        """Streams per token after each fork layer {layer: {"streams", "p_mass", "mean_p"}}, each (B, T); p_mass is
+        the sum of p = exp(c) over a token's streams. With return_logits: (map, merged logits (B, T, V))."""
         was = self.training
         self.eval()
         T = input_ids.shape[1]
-        s, stats = self.run_streams(
-            self.initial_state(input_ids), T, torch.zeros(input_ids.shape[0], device=input_ids.device)
-        )
-        self.train(was)
+        try:
+            s, stats = self.run_streams(
+                self.initial_state(input_ids), T, torch.zeros(input_ids.shape[0], device=input_ids.device)
+            )
+            logits = self.merge(s, T) if return_logits else None
+        finally:
+            self.train(was)
         out = {}
         for layer, st in stats.items():
             count = tokens_count(st.tau, st.alive, T)[:, :T]
             psum = torch.zeros(st.c.shape[0], T + 1).scatter_add_(1, st.tau, st.p * st.alive)[:, :T]
-            out[layer] = {"streams": count, "mean_p": psum / count.clamp(min=1)}
-        return out
+            out[layer] = {"streams": count, "p_mass": psum, "mean_p": psum / count.clamp(min=1)}
+        return (out, logits) if return_logits else out
 
     def generate(
         self, input_ids, max_new_tokens, sampling=None, *, attention_mask=None, eos_token_id=None, callback=None
