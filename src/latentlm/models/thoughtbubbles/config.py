@@ -41,6 +41,14 @@ class ThoughtbubblesConfig(DecoderConfig):
     """Lower clip of each log-sigmoid fork/keep score."""
     gumbel_scale: float = 0.0
     """Training only: add this times Gumbel noise to the ranking scores (Gumbel-top-k sampling of survivors)."""
+    score_noise: float = 0.0
+    """Training only: add this times logistic noise to the score logits before the log-sigmoid (the authors'
+    unused gumbel_sigmoid_noise helper); unlike gumbel_scale it changes c, hence the attenuation, not only the
+    ranking."""
+    score_temperature: float = 1.0
+    """Divide the score logits by this before the log-sigmoid (< 1 sharpens p towards 0 or 1)."""
+    score_init_std: float | None = None
+    """Initial std of the score heads' weights (default: init_std)."""
     fork_embedding: bool = True
     """Add a learned embedding to each fork copy at every fork layer."""
     duplicate_tokens: bool = False
@@ -57,6 +65,10 @@ class ThoughtbubblesConfig(DecoderConfig):
             raise ConfigError(f"model.fork_layers={self.fork_layers} must be strictly increasing")
         if self.budget < 1 or not math.isfinite(self.budget):
             raise ConfigError(f"model.budget={self.budget} must be >= 1 (a multiple of the sequence length)")
+        if self.score_noise < 0 or self.gumbel_scale < 0:
+            raise ConfigError("model.score_noise and model.gumbel_scale must be >= 0 (0 disables the noise)")
+        if not self.score_temperature > 0:
+            raise ConfigError(f"model.score_temperature={self.score_temperature} must be > 0")
         if self.causal_cap < 1:
             raise ConfigError(f"model.causal_cap={self.causal_cap} must be >= 1 stream per token")
         if not 0 < self.causal_threshold < 1:

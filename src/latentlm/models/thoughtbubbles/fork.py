@@ -56,17 +56,29 @@ def last_of_group(tau: torch.Tensor) -> torch.Tensor:
 
 
 class ForkLayer(nn.Module):
-    def __init__(self, d_model: int, eps: float, clip: float, fork_embedding: bool, scored: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        eps: float,
+        clip: float,
+        fork_embedding: bool,
+        scored: bool = True,
+        temperature: float = 1.0,
+    ):
         super().__init__()
         if scored:  # the duplicated-tokens baseline forks without scores
             self.norm = RMSNorm(d_model, eps)
             self.score = Linear(d_model, 2)  # (fork, keep) logits, no bias
         self.fork_emb = nn.Parameter(torch.zeros(d_model)) if fork_embedding else None
-        self.clip = clip
+        self.clip, self.temperature = clip, temperature
+        self.noise = 0.0  # logistic noise on the score logits, set by the model in training mode only
 
     def candidates(self, s: StreamState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Interleaved candidates (B, 2N): c + log sigmoid(fork) at 2i (the copy), c + log sigmoid(keep) at 2i+1."""
-        logits = self.score(self.norm(s.h)).float()  # (B, N, 2)
+        logits = self.score(self.norm(s.h)).float() / self.temperature  # (B, N, 2)
+        if self.noise > 0 and self.training:
+            u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+            logits = logits + self.noise * (u.log() - (-u).log1p())  # logistic(0, 1) noise
         ell = F.logsigmoid(logits).clamp(min=self.clip)
         cand_c = (s.c[..., None] + ell).flatten(1)  # (B, 2N)
         cand_c = torch.where(s.alive.repeat_interleave(2, 1), cand_c, DEAD)

@@ -35,13 +35,21 @@ class Thoughtbubbles(Decoder):
         layers = c.fork_layers[:1] if c.duplicate_tokens else c.fork_layers  # duplicates fork once, unscored
         self.forks = nn.ModuleDict(
             {
-                str(i): ForkLayer(c.d_model, c.norm_eps, c.score_clip, c.fork_embedding, scored=not c.duplicate_tokens)
+                str(i): ForkLayer(
+                    c.d_model,
+                    c.norm_eps,
+                    c.score_clip,
+                    c.fork_embedding,
+                    scored=not c.duplicate_tokens,
+                    temperature=c.score_temperature,
+                )
                 for i in layers
             }
         )
         for fork in self.forks.values():
             if hasattr(fork, "score"):
-                nn.init.normal_(fork.score.weight, 0.0, c.init_std)
+                nn.init.normal_(fork.score.weight, 0.0, c.init_std if c.score_init_std is None else c.score_init_std)
+            fork.noise = c.score_noise
             if fork.fork_emb is not None:
                 nn.init.normal_(fork.fork_emb, 0.0, c.d_model**-0.5)
 
@@ -109,7 +117,9 @@ class Thoughtbubbles(Decoder):
             key_bias=s.c * scale,
             value_scale=s.p,
             cache=cache,
-            bias_channel=self.config.bias_channel,
+            # a cached pass before any attenuation carries a zero bias for the cache; the hijacked channel would
+            # still overwrite q/k there, which the full forward does not do, so that bias rides in an extra channel
+            bias_channel=self.config.bias_channel if attenuate else "extra",
         )
 
     def merge(self, s: StreamState, n_tokens: int) -> torch.Tensor:
