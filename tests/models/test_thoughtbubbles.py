@@ -270,3 +270,67 @@ def test_every_parameter_gets_a_gradient(kw):
     model(x, labels=torch.roll(x, -1, 1)).loss.backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None]
     assert not unused, unused
+
+
+def test_logit_sum_merge_is_the_v1_sum_of_p_weighted_decoded_streams():
+    """Transcription of the authors' v1 PyTorch merge: for every live stream j of token t, logits_t += p_j *
+    head(ln_f(x_j)), with the raw p_j (not divided by the token's sum of p)."""
+    torch.manual_seed(3)
+    model = tb(merge="logit_sum", budget=1.5, tie_embeddings=False).double()
+    for fork in model.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 1.0)
+    x = torch.randint(0, 64, (2, 11))
+    with torch.no_grad():
+        s, _ = model.run_streams(model.initial_state(x), 11, torch.zeros(2, dtype=torch.float64))
+        got = model.merge(s, 11)
+        ref = torch.zeros(2, 11, 64, dtype=torch.float64)
+        for b in range(2):
+            for j in range(s.h.shape[1]):
+                if s.alive[b, j]:
+                    ref[b, s.tau[b, j]] += math.exp(float(s.c[b, j])) * model.head(model.norm(s.h[b, j]))
+    assert float(s.p[s.alive].min()) < 0.9  # some streams are attenuated, so the unnormalised sum matters
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+
+
+def test_stream_counts_and_flops_are_stateless():
+    torch.manual_seed(4)
+    model = tb(budget_mode="causal", causal_threshold=0.3, causal_cap=3)
+    for fork in model.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 2.0)
+    fixed, other = torch.randint(0, 64, (2, 16)), torch.randint(0, 64, (4, 16))
+    first = model.stream_multipliers(16, fixed)
+    fm = model.fork_map(fixed)
+    assert first[1] == pytest.approx(float(fm[1]["streams"].mean())) and first[2] == pytest.approx(
+        float(fm[2]["streams"].mean())
+    )
+    model.train()(other, labels=other)  # another forward in between must not change the answer
+    assert model.training and model.stream_multipliers(16, fixed) == first
+    assert model.flops_per_token(16, fixed) == model.flops_per_token(16, fixed)
+    assert model.stream_multipliers(16) == [1.0, 2.0, 3.0, 3.0]  # no batch: the cap, an upper bound
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(merge="mean"), "model.merge: expected one of 'residual', 'distribution', 'logit_sum', got 'mean'"),
+        (dict(ranking="best"), "model.ranking: expected one of 'learned', 'random', 'worst'"),
+        (dict(budget_mode="local"), "model.budget_mode: expected one of 'global', 'causal'"),
+        (dict(budget=5.0), "model.budget=5.0 exceeds the candidate count: 2 fork layer"),
+        (dict(fork_layers=[2, 1]), "must be strictly increasing"),
+        (dict(score_temperature=0.0), "model.score_temperature=0.0 must be > 0"),
+    ],
+)
+def test_bad_choices_are_one_clear_error(override, message):
+    base = dict(vocab_size=64, d_model=32, n_layers=4, n_heads=4)
+    base.update(override)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build(Config, base, "model.")
+
+
+def test_random_and_worst_ranking_keep_the_budget_and_every_token():
+    torch.manual_seed(6)
+    x = torch.randint(0, 64, (2, 10))
+    for ranking in ("random", "worst"):
+        model = tb(budget=1.5, ranking=ranking)
+        fm = model.fork_map(x)
+        assert float(fm[2]["streams"].sum(1).max()) == 15 and bool((fm[2]["streams"] >= 1).all())

@@ -69,6 +69,11 @@ class ThoughtbubblesConfig(DecoderConfig):
             raise ConfigError("model.score_noise and model.gumbel_scale must be >= 0 (0 disables the noise)")
         if not self.score_temperature > 0:
             raise ConfigError(f"model.score_temperature={self.score_temperature} must be > 0")
+        if self.fork_layers and not self.duplicate_tokens and self.budget > 2 ** len(self.fork_layers):
+            raise ConfigError(
+                f"model.budget={self.budget} exceeds the candidate count: {len(self.fork_layers)} fork layer(s) give "
+                f"at most {2 ** len(self.fork_layers)} streams per token; use 1 <= budget <= {2 ** len(self.fork_layers)}"
+            )
         if self.causal_cap < 1:
             raise ConfigError(f"model.causal_cap={self.causal_cap} must be >= 1 stream per token")
         if not 0 < self.causal_threshold < 1:
