@@ -35,6 +35,10 @@ def cmd_eval(args, extra: list[str]) -> int:
 
     model, tok = load(args.run_dir)
     cfg = model.run_config
+    if args.score_mode is not None:  # thoughtbubbles: score each position from its own prefix (no leak)
+        if not hasattr(model.config, "score_mode"):
+            raise InputError(f"--score-mode applies to thoughtbubbles runs; {args.run_dir} is {model.config.variant}")
+        model.config.score_mode = args.score_mode
     specific = [
         args.leak,
         args.bubbles is not None,
@@ -213,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--val", action="store_true", help="held-out loss / bits per byte (the default when no flag is given)"
     )
     s.add_argument("--leak", action="store_true", help="causality probe: can later tokens change earlier log-probs?")
+    s.add_argument("--score-mode", choices=["window", "prefix"], default=None, help="thoughtbubbles: how score() works")
     s.add_argument("--allocation", action="store_true", help="thoughtbubbles: streams vs entropy on the val split")
     s.add_argument("--reference", metavar="RUN", default=None, help="--allocation: reference run (same tokenizer)")
     s.add_argument("--bubbles", metavar="TEXT", default=None, help="thoughtbubbles: fork map of TEXT (PNG + HTML)")

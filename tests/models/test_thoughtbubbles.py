@@ -334,3 +334,35 @@ def test_random_and_worst_ranking_keep_the_budget_and_every_token():
         model = tb(budget=1.5, ranking=ranking)
         fm = model.fork_map(x)
         assert float(fm[2]["streams"].sum(1).max()) == 15 and bool((fm[2]["streams"] >= 1).all())
+
+
+def test_prefix_scoring_is_the_window_score_for_gpt_and_causal_budgets():
+    from latentlm.models.thoughtbubbles.model import prefix_logprobs
+
+    torch.manual_seed(7)
+    x = torch.randint(0, 64, (2, 9))
+    mask = torch.ones_like(x)
+    mask[1, 6:] = 0  # right padding, as multiple choice batches
+    gpt = GPT(tiny_gpt_config(n_layers=2)).eval()
+    torch.testing.assert_close(prefix_logprobs(gpt, x, mask), gpt.score(x, mask), atol=1e-5, rtol=0)
+    causal = tb(budget_mode="causal", causal_threshold=0.3, score_mode="prefix")
+    for fork in causal.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 2.0)
+    torch.testing.assert_close(prefix_logprobs(causal, x, mask), causal.score(x, mask), atol=1e-5, rtol=0)
+
+
+def test_prefix_scoring_of_a_global_budget_equals_recomputing_each_prefix():
+    torch.manual_seed(8)
+    model = tb(budget=1.5)
+    for fork in model.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 2.0)
+    x = torch.randint(0, 64, (2, 10))
+    window = model.score(x)
+    model.config.score_mode = "prefix"
+    got = model.score(x)
+    ref = torch.zeros(2, 10)
+    for t in range(1, 10):
+        ref[:, t] = model(x[:, :t]).logits[:, -1].log_softmax(-1).gather(1, x[:, t : t + 1])[:, 0].detach()
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    assert (got - window).abs().max() > 1e-4  # the window score differs: later tokens moved earlier forks
+    assert "own prefix" in model.score_note

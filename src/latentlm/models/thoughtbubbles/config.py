@@ -33,6 +33,11 @@ class ThoughtbubblesConfig(DecoderConfig):
     """Which candidates survive the global top-k: learned (highest c, the authors' code) | random (uniform
     ranking; c still attenuates) | worst (lowest c). random/worst are ablations; the protected last candidate of
     every token survives in all three."""
+    score_mode: Literal["window", "prefix"] = "window"
+    """How score() (perplexity, multiple choice, lm-eval) gets log p(x_t | x_<t) under a global budget: window
+    (one forward over the whole window, the authors' evaluation: later tokens influence which earlier forks
+    survive) | prefix (every position from a forward over its own prefix only, as generate() does; T forwards
+    per window, batched). Causal budgets and GPT give the same numbers either way."""
     bias_scale: Literal["sqrt", "exact"] = "sqrt"
     """Key bias in attention: c / sqrt(head_dim) (authors' code) or exactly c."""
     bias_channel: Literal["extra", "hijack"] = "extra"

@@ -59,6 +59,8 @@ class Thoughtbubbles(Decoder):
         if not c.fork_layers:
             return "exact next-token likelihood (no fork layers)"
         if c.budget_mode == "global" and not c.duplicate_tokens:
+            if c.score_mode == "prefix":
+                return "global top-k budget scored from each position's own prefix (no leak; score_mode=prefix)"
             return "global top-k budget: earlier positions can depend on later tokens (leak; see eval leak)"
         return "exact causal next-token likelihood"
 
@@ -129,6 +131,12 @@ class Thoughtbubbles(Decoder):
         return fn(s, n_tokens, self.norm, self.head)
 
     # --- the variant contract ------------------------------------------------------------------------------
+
+    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        if c.score_mode == "prefix" and c.budget_mode == "global" and c.fork_layers and not c.duplicate_tokens:
+            return prefix_logprobs(self, input_ids, attention_mask)
+        return super().score(input_ids, attention_mask)
 
     def forward(self, input_ids, labels=None, attention_mask=None, **batch) -> LMOutput:
         self.check_input(input_ids)
@@ -278,3 +286,34 @@ class Thoughtbubbles(Decoder):
         head_streams = mult[-1] if c.merge == "distribution" else 1.0
         fwd += head_streams * 2 * c.d_model * c.vocab_size + len(c.fork_layers) * 2 * 2 * c.d_model
         return 3 * fwd
+
+
+@torch.no_grad()
+def prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, chunk: int = 64):
+    """(B, T) log p(x_t | x_<t) with each position scored by a forward over its own prefix only (left-padded
+    prefixes batched `chunk` at a time). Padding (mask 0, left or right) scores 0, as in score()."""
+    B, T = input_ids.shape
+    mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    out = torch.zeros(B, T, dtype=torch.float32)
+    was = model.training
+    model.eval()
+    try:
+        for b in range(B):
+            idx = mask[b].nonzero().flatten()
+            seq = input_ids[b, idx]
+            L = len(seq)
+            if L < 2:
+                continue
+            # row r: the prefix seq[: r + 1], left-padded to L - 1, predicting seq[r + 1]
+            rows = torch.arange(L - 1)[:, None]
+            cols = torch.arange(L - 1)[None, :]
+            src = cols - (L - 2 - rows)  # index into seq, negative = padding
+            pad = src < 0
+            ids = torch.where(pad, 0, seq[src.clamp(min=0)])
+            for a in range(0, L - 1, chunk):
+                logits = model(ids[a : a + chunk], attention_mask=(~pad[a : a + chunk]).long()).logits[:, -1]
+                tgt = seq[a + 1 : a + 1 + chunk]
+                out[b, idx[a + 1 : a + 1 + chunk]] = logits.float().log_softmax(-1).gather(1, tgt[:, None])[:, 0]
+    finally:
+        model.train(was)
+    return out
