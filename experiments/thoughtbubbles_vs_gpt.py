@@ -46,9 +46,10 @@ ARMS = [
 # Attempts to make allocation adaptive: one seed each (seed 0), same size and data; compared with tb_k2 seed 0.
 PROBES = [
     ("probe_score_noise1", C / "tiny.yaml", ["--model.score_noise=1.0"], 1.0),
-    ("probe_gumbel_rank1", C / "tiny.yaml", ["--model.gumbel_scale=1.0"], 1.0),
-    ("probe_score_temp0.25", C / "tiny.yaml", ["--model.score_temperature=0.25"], 1.0),
+    ("probe_causal_target2", C / "tiny.yaml", ["--model.budget_mode=causal", "--model.causal_target=2.0"], 1.0),
     ("probe_late_forks_2_3", C / "tiny.yaml", ["--model.fork_layers=[2,3]"], 1.0),
+    ("probe_score_temp0.25", C / "tiny.yaml", ["--model.score_temperature=0.25"], 1.0),
+    ("probe_gumbel_rank1", C / "tiny.yaml", ["--model.gumbel_scale=1.0"], 1.0),
     ("probe_2x_steps", C / "tiny.yaml", [], 2.0),
 ]
 PAIRS = [

@@ -366,3 +366,24 @@ def test_prefix_scoring_of_a_global_budget_equals_recomputing_each_prefix():
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
     assert (got - window).abs().max() > 1e-4  # the window score differs: later tokens moved earlier forks
     assert "own prefix" in model.score_note
+
+
+def test_causal_flop_target_is_met_on_average_and_keeps_zero_leak():
+    torch.manual_seed(9)
+    model = tb(budget_mode="causal", causal_target=1.5, causal_cap=3)
+    for fork in model.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 2.0)
+    data = [torch.randint(0, 64, (4, 24)) for _ in range(30)]
+    model.train()
+    with torch.no_grad():
+        for x in data:  # the running thresholds calibrate on training batches
+            model(x)
+    model.eval()
+    thresholds = [float(f.log_thr) for f in model.forks.values()]
+    streams = torch.stack([torch.tensor(model.stream_multipliers(24, x)) for x in data[:10]]).mean(0)
+    assert streams[1:] == pytest.approx(torch.full((3,), 1.5), abs=0.12)  # target met after each fork layer
+    fixed = tb(budget_mode="causal", causal_threshold=0.5, causal_cap=3)
+    fixed.load_state_dict(model.state_dict(), strict=False)
+    assert fixed.stream_multipliers(24, data[0]) != model.stream_multipliers(24, data[0])  # not the 0.5 rule
+    assert measure_leak(model, data[0])["max_abs_dlogp"] < 1e-5  # constant thresholds: decisions stay per token
+    assert [float(f.log_thr) for f in model.forks.values()] == thresholds  # evaluation does not move them

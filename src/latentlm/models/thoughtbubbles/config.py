@@ -22,6 +22,11 @@ class ThoughtbubblesConfig(DecoderConfig):
     streams (zero leak, KV-cached generation)."""
     causal_threshold: float = 0.5
     """causal mode: keep a candidate when exp(cumulative log-score) exceeds this."""
+    causal_target: float | None = None
+    """causal mode with a FLOP target: instead of the fixed causal_threshold, each fork layer keeps candidates above
+    its own threshold, calibrated during training (a running estimate, like a norm's running statistic) so that
+    on average `causal_target` streams per token survive it (as far as the fork count and cap allow). The
+    threshold is a constant at evaluation, so decisions stay per token (zero leak)."""
     causal_cap: int = 4
     """causal mode: at most this many streams per token."""
     merge: Literal["residual", "distribution", "logit_sum"] = "residual"
@@ -78,6 +83,11 @@ class ThoughtbubblesConfig(DecoderConfig):
             raise ConfigError(
                 f"model.budget={self.budget} exceeds the candidate count: {len(self.fork_layers)} fork layer(s) give "
                 f"at most {2 ** len(self.fork_layers)} streams per token; use 1 <= budget <= {2 ** len(self.fork_layers)}"
+            )
+        if self.causal_target is not None and not 1 <= self.causal_target <= self.causal_cap:
+            raise ConfigError(
+                f"model.causal_target={self.causal_target} must be between 1 and model.causal_cap={self.causal_cap} "
+                "streams per token"
             )
         if self.causal_cap < 1:
             raise ConfigError(f"model.causal_cap={self.causal_cap} must be >= 1 stream per token")

@@ -123,12 +123,40 @@ class ForkLayer(nn.Module):
         idx, order = top.indices.sort(dim=1)
         return self.gather(s, idx, cand_c, cand_tau, cand_alive, keep_ranked.gather(1, order))
 
-    def fork_causal(self, s: StreamState, threshold: float, cap: int, n_tokens: int) -> StreamState:
+    def enable_target(self) -> None:
+        """A calibrated log-threshold for causal mode with a FLOP target (NaN until the first training batch)."""
+        self.register_buffer("log_thr", torch.tensor(float("nan")))
+
+    @torch.no_grad()
+    def calibrate(self, cand_c, cand_alive, protected, target: float, momentum: float = 0.1) -> None:
+        """Move log_thr towards the threshold that keeps (target - 1) extra candidates per live token on this
+        batch: the midpoint between the needed-th and the next largest unprotected score."""
+        free = cand_c[cand_alive & ~protected]
+        need = int(round((target - 1) * float(protected.sum())))
+        if free.numel() == 0:
+            return
+        top = free.topk(min(need + 1, free.numel())).values
+        if need == 0:
+            thr = top[0] + 1e-3
+        elif need >= free.numel():
+            thr = top[-1] - 1e-3
+        else:
+            thr = (top[need - 1] + top[need]) / 2
+        self.log_thr.copy_(thr if self.log_thr.isnan() else (1 - momentum) * self.log_thr + momentum * thr)
+
+    def fork_causal(
+        self, s: StreamState, threshold: float, cap: int, n_tokens: int, target: float | None = None
+    ) -> StreamState:
         """Per token: keep candidates with p > threshold (the protected one always), at most `cap`; rows are
-        compacted in order and padded at the end with dead slots."""
+        compacted in order and padded at the end with dead slots. With a target, the threshold is this layer's
+        calibrated constant (updated from the batch in training mode, after the batch's decisions)."""
         cand_c, cand_tau, cand_alive = self.candidates(s)
         protected = cand_alive & last_of_group(cand_tau)
-        keep = protected | (cand_alive & (cand_c > math.log(threshold)))
+        if target is not None and self.training:
+            self.calibrate(cand_c, cand_alive, protected, target)
+        calibrated = target is not None and not bool(self.log_thr.isnan())
+        log_thr = self.log_thr.item() if calibrated else math.log(threshold)  # uncalibrated: the fixed threshold
+        keep = protected | (cand_alive & (cand_c > log_thr))
         prio = torch.where(protected, math.inf, torch.where(keep, cand_c, -math.inf))
         by_prio = prio.argsort(dim=1, descending=True, stable=True)
         by_token = cand_tau.gather(1, by_prio).argsort(dim=1, stable=True)

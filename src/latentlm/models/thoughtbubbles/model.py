@@ -50,6 +50,8 @@ class Thoughtbubbles(Decoder):
             if hasattr(fork, "score"):
                 nn.init.normal_(fork.score.weight, 0.0, c.init_std if c.score_init_std is None else c.score_init_std)
             fork.noise = c.score_noise
+            if c.budget_mode == "causal" and c.causal_target is not None and hasattr(fork, "score"):
+                fork.enable_target()
             if fork.fork_emb is not None:
                 nn.init.normal_(fork.fork_emb, 0.0, c.d_model**-0.5)
 
@@ -102,7 +104,7 @@ class Thoughtbubbles(Decoder):
             return self.forks[str(layer)].duplicate(s) if layer == c.fork_layers[0] else s
         fork = self.forks[str(layer)]
         if c.budget_mode == "causal":
-            return fork.fork_causal(s, c.causal_threshold, c.causal_cap, n_tokens)
+            return fork.fork_causal(s, c.causal_threshold, c.causal_cap, n_tokens, c.causal_target)
         noise = c.gumbel_scale if self.training else 0.0
         return fork.fork_global(s, c.budget, n_tokens, live, noise, c.ranking)
 
