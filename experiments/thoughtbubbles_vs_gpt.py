@@ -177,14 +177,14 @@ def run_allocation(tag: str, arm: str, seed: int, model=None, tok=None, cfg=None
         ref_tok,
         n_boot=N_BOOT,
         reference_name=f"gpt-s{seed}",
-        selection=arm == "tb_k2",  # the selection table costs four more val passes
+        selection=arm == "tb_k2" and seed == 0,  # four more val passes: seed 0 only (CPU time)
     )
     res["wall_s"] = time.perf_counter() - t1
     (out / "allocation.json").write_text(json.dumps(res, indent=1))
     return res["summary"]
 
 
-def grid(steps: int, workers: int, quick: bool, probes: bool = False) -> None:
+def grid(steps: int, workers: int, quick: bool, probes: bool = False, key_first=False, busy_pids="", skip="") -> None:
     tag = tag_of(steps, quick)
     root = REPO / "runs/tb_grid" / tag
     root.mkdir(parents=True, exist_ok=True)
@@ -193,12 +193,19 @@ def grid(steps: int, workers: int, quick: bool, probes: bool = False) -> None:
         shutil.copytree(REPO / "src", snap, ignore=shutil.ignore_patterns("__pycache__"))
     if probes:
         jobs = [(arm, 0) for arm, *_ in PROBES]
+    elif key_first:  # the four arms of the main comparisons for every seed first, then the ablation arms
+        key = ["gpt", "gpt_1.67x_steps", "duplicated", "tb_k2"]
+        seeds = SEEDS[:1] if quick else SEEDS
+        jobs = [(a, s) for s in seeds for a in key] + [(a, s) for s in seeds for a, *_ in ARMS if a not in key]
     else:
         jobs = [(arm, seed) for seed in (SEEDS[:1] if quick else SEEDS) for arm, *_ in ARMS]  # seed-major order
+    busy = [int(p) for p in busy_pids.split(",") if p]  # runs started by an earlier driver: they hold slots
+    jobs = [j for j in jobs if f"{j[0]}-s{j[1]}" not in skip.split(",")]
     env = {**os.environ, "PYTHONPATH": str(snap), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     running: list[tuple[subprocess.Popen, str]] = []
     while jobs or running:
-        while jobs and len(running) < workers:
+        busy = [p for p in busy if _alive(p)]
+        while jobs and len(running) + len(busy) < workers:
             arm, seed = jobs.pop(0)
             if (run_dir(tag, arm, seed) / "row.json").is_file():
                 continue
@@ -216,6 +223,14 @@ def grid(steps: int, workers: int, quick: bool, probes: bool = False) -> None:
                 print(time.strftime("%H:%M:%S"), "done", name, "rc", p.returncode, flush=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["grid", "probes", "one", "allocation", "report"])
@@ -223,11 +238,14 @@ def main():
     ap.add_argument("seed", nargs="?", type=int)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--key-first", action="store_true", help="grid: the main four arms for all seeds first")
+    ap.add_argument("--busy", default="", help="grid: PIDs of runs already in progress (they hold worker slots)")
+    ap.add_argument("--skip", default="", help="grid: arm-sSEED runs to leave out (in progress elsewhere)")
     ap.add_argument("--quick", action="store_true", help="one seed, 12 steps, its own run directories")
     args = ap.parse_args()
     steps = 12 if args.quick else args.steps
     if args.what in ("grid", "probes"):
-        grid(steps, args.workers, args.quick, probes=args.what == "probes")
+        grid(steps, args.workers, args.quick, args.what == "probes", args.key_first, args.busy, args.skip)
     elif args.what == "one":
         print(json.dumps(one(args.arm, args.seed, steps, tag_of(steps, args.quick))), flush=True)
     elif args.what == "allocation":
