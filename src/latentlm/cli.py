@@ -110,16 +110,13 @@ def cmd_eval(args, extra: list[str]) -> int:
     if args.bubbles is not None:
         from pathlib import Path
 
+        from latentlm.results import read_results
         from latentlm.viz.bubbles import bubble_map
 
-        res = bubble_map(model, tok, args.bubbles, Path(args.run_dir) / "bubbles")
+        alloc = read_results(args.run_dir).get("allocation", {}).get("summary")
+        res = bubble_map(model, tok, args.bubbles, Path(args.run_dir) / "bubbles", alloc)
         merge_results(args.run_dir, "bubbles", res)
-        from latentlm.viz.bubbles import _fmt
-
-        print(
-            f"bubble map: {res['png']}  {res['html']}  streams vs next-token loss: Spearman {_fmt(res['spearman'])}, "
-            f"Pearson {_fmt(res['pearson'])}"
-        )
+        print(f"bubble map: {res['png']}  {res['html']}  {res['statistics']}")
     return 0
 
 
