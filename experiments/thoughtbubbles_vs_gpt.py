@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -255,11 +256,239 @@ def main():
 
 
 def allocation(steps: int, quick: bool) -> None:
-    raise NotImplementedError
+    """Allocation analysis for finished TB runs that lack it (e.g. when the in-grid analysis failed)."""
+    tag = tag_of(steps, quick)
+    for arm in ALLOC_ARMS + tuple(a for a, *_ in PROBES):
+        for seed in SEEDS:
+            d = run_dir(tag, arm, seed)
+            if (d / "row.json").is_file() and not (d / "allocation.json").is_file():
+                row = json.loads((d / "row.json").read_text())
+                row["allocation"] = run_allocation(tag, arm, seed)
+                row.pop("allocation_error", None)
+                (d / "row.json").write_text(json.dumps(row, indent=1))
+                print("allocation", arm, seed, row["allocation"], flush=True)
+
+
+def _f(v, fmt="+.3f"):
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def _ci(ci, fmt="+.4f"):
+    return "n/a" if ci is None or ci[0] is None or math.isnan(ci[0]) else f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
 
 
 def report(steps: int, quick: bool) -> None:
-    raise NotImplementedError
+    from latentlm.eval.stats import mean_sd, paired_diff
+
+    tag = tag_of(steps, quick)
+    root = REPO / "runs/tb_grid" / tag
+    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/row.json"))]
+    by = {(r["name"], r["seed"]): r for r in rows}
+    arms = [a for a, *_ in ARMS]
+    lines = [
+        "# Thoughtbubbles vs GPT baselines: 3-seed ablation grid and allocation analysis (tiny, CPU)",
+        "",
+        f"All runs: d_model 128, 4 layers, 4 heads, seq_len 128, batch {BATCH}, {steps} steps (the 1.67x arm "
+        f"{round(steps * 1.67)}), lr 3e-3 cosine with 30 warmup steps, the embedded Shakespeare corpus with a "
+        "2,048-token BPE; seeds 0, 1, 2 (seed sets parameters and data order, so arms with the same seed see the same "
+        "batches). Every run trained in its own fresh directory (`--train.resume=false`). fp32, one thread per run, "
+        "two runs at a time on a 2-core CPU shared with six other jobs (wall times are load-dependent).",
+        "",
+        "- **val bits/byte**: the whole val split of the training corpus (91,821 predicted tokens), through `score()` "
+        "(global-budget TB: the authors' window scoring, which lets later tokens of a window influence earlier forks).",
+        f"- **held-out bits/byte**: a corpus no run trained on, `{HELDOUT_NAME}` from the same `shakespeare` package "
+        "(the 1911 Encyclopaedia Britannica article on Shakespeare: prose, not plays), its first "
+        f"{HELDOUT_BATCHES * 16} windows of 128 tokens, tokenized with each run's tokenizer.",
+        "- **FLOPs/token**: `model.flops_per_token(128, batch)` on a fixed val batch (the first 16 windows), "
+        "computed statelessly.",
+        "- **Paired differences**: a - b over the seeds both arms finished, 95 % paired-t interval "
+        '(`latentlm.eval.stats.paired_diff`); "a beats b" only where the interval is below 0.',
+        "",
+        "## Runs (mean ± SD over seeds)",
+        "",
+        "| arm | seeds | params | FLOPs/token | val bits/byte | held-out bits/byte | train s (mean) |",
+        "|---|---:|---:|---:|---|---|---:|",
+    ]
+    for arm in arms + [a for a, *_ in PROBES]:
+        rs = [by[(arm, s)] for s in SEEDS if (arm, s) in by]
+        if not rs:
+            lines.append(f"| {arm} | 0 | | | not run (CPU time) | | |")
+            continue
+        v, h = mean_sd([r["val_bpb"] for r in rs]), mean_sd([r["heldout_bpb"] for r in rs])
+        sd = lambda m: "" if math.isnan(m[1]) else f" ± {m[1]:.4f}"  # noqa: E731
+        lines.append(
+            f"| {arm} | {len(rs)} ({','.join(str(r['seed']) for r in rs)}) | {rs[0]['params'] / 1e6:.3f}M | "
+            f"{rs[0]['flops_per_token'] / 1e6:.1f}M | {v[0]:.4f}{sd(v)} | {h[0]:.4f}{sd(h)} | "
+            f"{sum(r['train_s'] for r in rs) / len(rs):.0f} |"
+        )
+    paired = []
+    lines += [
+        "",
+        "## Paired differences (same seed), bits/byte; negative = a is better",
+        "",
+        "| a | b | seeds | val: mean diff | val 95 % CI | held-out: mean diff | held-out 95 % CI | verdict (val) |",
+        "|---|---|---:|---:|---|---:|---|---|",
+    ]
+    for a, b in PAIRS:
+        seeds = [s for s in SEEDS if (a, s) in by and (b, s) in by]
+        if not seeds:
+            continue
+        pv = paired_diff([by[(a, s)]["val_bpb"] for s in seeds], [by[(b, s)]["val_bpb"] for s in seeds])
+        ph = paired_diff([by[(a, s)]["heldout_bpb"] for s in seeds], [by[(b, s)]["heldout_bpb"] for s in seeds])
+        if len(seeds) < 3:
+            verdict = f"no claim ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
+        elif pv["ci95"][1] < 0:
+            verdict = f"**{a} beats {b}**"
+        elif pv["ci95"][0] > 0:
+            verdict = f"**{b} beats {a}**"
+        else:
+            verdict = "no difference shown (CI contains 0)"
+        lines.append(
+            f"| {a} | {b} | {len(seeds)} | {pv['mean_diff']:+.4f} | {_ci(pv['ci95'])} | {ph['mean_diff']:+.4f} | "
+            f"{_ci(ph['ci95'])} | {verdict} |"
+        )
+        paired.append(
+            {
+                "a": a,
+                "b": b,
+                "metric": "val_bpb",
+                "seeds": seeds,
+                "mean_diff": pv["mean_diff"],
+                "ci95": pv["ci95"],
+                "heldout_mean_diff": ph["mean_diff"],
+                "heldout_ci95": ph["ci95"],
+            }
+        )
+    alloc = {}
+    per_seed = []
+    for s in SEEDS:
+        d = run_dir(tag, "tb_k2", s) / "allocation.json"
+        if d.is_file():
+            per_seed.append((s, json.loads(d.read_text())))
+    lines += ["", "## Allocation (TB k=2, residual merge; reference = the param-matched GPT of the same seed)", ""]
+    if per_seed:
+        lines += [
+            "Whole val split, per token: streams after each fork layer and their p-mass (sum of p = exp(c)) against "
+            "the reference GPT's predictive entropy and the model's own, with log(1 + train count of the token) "
+            "partialled out; 95 % CIs from a cluster bootstrap over the 128-token windows "
+            f"({per_seed[0][1]['n_boot']} draws). Within-window: mean of each window's Spearman, bootstrapped over "
+            "windows.",
+            "",
+            "| seed | fork layer | x | mean | ~ log-freq | ~ ref entropy (pooled) | partial on log-freq | within-window "
+            "| ~ own entropy (pooled) | partial on log-freq |",
+            "|---:|---:|---|---:|---|---|---|---|---|---|",
+        ]
+        for s, res in per_seed:
+            for layer, e in res["layers"].items():
+                for x in ("streams", "p_mass"):
+                    st = e[x]
+                    mean = e["mean_streams"] if x == "streams" else e["mean_p_mass"]
+                    if st.get("constant"):
+                        lines.append(f"| {s} | {layer} | {x} | {mean:.3f} | constant ({st['value']:g} for every token) "
+                                     "| | | | | |")  # fmt: skip
+                        continue
+
+                    def c(d):
+                        return f"{_f(d['rho'])} {_ci(d['ci95'], '+.3f')}"
+
+                    lines.append(
+                        f"| {s} | {layer} | {x} | {mean:.3f} | {c(st['log_freq'])} | {c(st['ref_entropy']['pooled'])} | "
+                        f"{c(st['ref_entropy']['partial_on_logfreq'])} | {c(st['ref_entropy']['within_window'])} | "
+                        f"{c(st['own_entropy']['pooled'])} | {c(st['own_entropy']['partial_on_logfreq'])} |"
+                    )
+        s0 = dict(per_seed)[per_seed[0][0]]
+        sm = s0["summary"]
+        alloc = {
+            "seed": per_seed[0][0],
+            "layer": sm["layer"],
+            "spearman_ref_entropy": sm["spearman_ref_entropy"],
+            "ci95": sm["ci95"],
+            "partial_on_logfreq": sm["partial_on_logfreq"],
+            "partial_ci95": sm.get("partial_ci95"),
+            "within_window": sm.get("within_window"),
+            "within_window_ci95": sm.get("within_window_ci95"),
+            "selection": sm.get("selection"),
+            "per_seed": [
+                {"seed": s, **{k: v for k, v in r["summary"].items() if k != "selection"}} for s, r in per_seed
+            ],
+        }
+        sel = s0.get("selection")
+        if sel:
+            lines += [
+                "",
+                f"**Selection at equal budget** (seed {per_seed[0][0]}, whole val split, nats/token and bits/byte; "
+                "the same trained weights, only which candidates survive the top-k changes; one stream = kappa 1 at eval):",
+                "",
+                "| survivors | val loss (nats/token) | val bits/byte |",
+                "|---|---:|---:|",
+            ]
+            for k in ("learned", "random", "worst", "one_stream", "reference"):
+                if sel.get(k):
+                    name = "reference GPT (same seed)" if k == "reference" else k
+                    lines.append(f"| {name} | {sel[k]['loss']:.4f} | {sel[k]['bits_per_byte']:.4f} |")
+    probes = [(a, by.get((a, 0))) for a, *_ in PROBES]
+    base = by.get(("tb_k2", 0))
+    if any(r for _, r in probes) and base:
+        lines += [
+            "",
+            "## Attempts to make allocation adaptive (one seed each: seed 0; compared with tb_k2 seed 0)",
+            "",
+            "| run | val bits/byte | vs tb_k2 s0 | streams ~ ref entropy (last varying fork layer) | partial on log-freq "
+            "| within-window |",
+            "|---|---:|---:|---|---|---|",
+        ]
+        for a, r in [("tb_k2", base)] + probes:
+            if r is None:
+                lines.append(f"| {a} | not run (CPU time) | | | | |")
+                continue
+            sm = r.get("allocation") or {}
+            lines.append(
+                f"| {a} | {r['val_bpb']:.4f} | {r['val_bpb'] - base['val_bpb']:+.4f} | "
+                f"{_f(sm.get('spearman_ref_entropy'))} {_ci(sm.get('ci95'), '+.3f')} (fork {sm.get('layer')}) | "
+                f"{_f(sm.get('partial_on_logfreq'))} {_ci(sm.get('partial_ci95'), '+.3f')} | "
+                f"{_f(sm.get('within_window'))} {_ci(sm.get('within_window_ci95'), '+.3f')} |"
+            )
+    lines += [
+        "",
+        "## Commands",
+        "",
+        f"    python experiments/thoughtbubbles_vs_gpt.py grid --steps {steps} --workers 2 [--key-first]",
+        f"    python experiments/thoughtbubbles_vs_gpt.py probes --steps {steps} --workers 2",
+        f"    python experiments/thoughtbubbles_vs_gpt.py report --steps {steps}",
+        "    latentlm eval runs/tb_grid/<tag>/tb_k2-s0 --allocation --reference runs/tb_grid/<tag>/gpt-s0",
+        "",
+    ]
+    OUT.mkdir(parents=True, exist_ok=True)
+    extra = REPO / "experiments/results/thoughtbubbles_vs_gpt.notes.md"
+    if extra.is_file():
+        lines += [extra.read_text()]
+    name = "thoughtbubbles_vs_gpt_quick" if quick else "thoughtbubbles_vs_gpt"  # smoke runs never overwrite results
+    (OUT / f"{name}.md").write_text("\n".join(lines) + "\n")
+    runs = [
+        {
+            "name": r["name"],
+            "seed": r["seed"],
+            "val_bpb": r["val_bpb"],
+            "heldout_bpb": r["heldout_bpb"],
+            "flops_per_token": r["flops_per_token"],
+            "steps": r["steps"],
+            "params": r["params"],
+            "train_s": r["train_s"],
+            "wall_s": r["wall_s"],
+            "streams_by_block": r["streams_by_block"],
+        }
+        for r in rows
+    ]
+    out = {
+        "runs": runs,
+        "paired": paired,
+        "allocation": alloc,
+        "heldout_corpus": HELDOUT_NAME,
+        "steps": steps,
+        "batch_size": BATCH,
+    }
+    (OUT / f"{name}.json").write_text(json.dumps(out, indent=1))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

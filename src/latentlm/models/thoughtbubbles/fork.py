@@ -1,4 +1,4 @@
-"""Forking residual streams (Thoughtbubbles §3; read from the authors' code, shared/research/thoughtbubbles.md).
+"""Forking residual streams (Thoughtbubbles §3, as in the authors' public code).
 
 Every block carries a StreamState: residual streams h (B, N, D), cumulative log-scores c = log p (B, N) in fp32,
 the source token tau of each stream, and `alive`. A ForkLayer scores each stream with its own norm and a

@@ -1,11 +1,12 @@
 """Thoughtbubbles (Liu, Murty, Manning, Csordás; arXiv 2510.00219): forking and pruning residual streams.
 
-The mechanics follow the authors' code (shared/research/thoughtbubbles.md):
+The mechanics follow the authors' public code (JAX; the v1 PyTorch for the logit_sum merge):
 - fork layers (fork.py) clone or drop streams under a budget, with cumulative log-space scores c = log p;
 - attenuation in every block after the first fork (§4): residual updates x p, values x p, and an additive key
   bias c / sqrt(head_dim) riding in a head channel of SDPA's causal kernel (no dense mask);
 - fork-aware fractional RoPE (§5): the n streams of token t sit at t - 1 + 1/n, ..., t;
-- a merge at the output (merge.py) and next-token cross-entropy at the original positions.
+- a merge at the output (merge.py: residual, logit_sum or distribution) and next-token cross-entropy at the original
+  positions.
 The global budget lets later tokens decide which earlier forks survive (a leak, measured by eval/leak.py); the
 `causal` budget decides per token from its own streams only, which allows KV-cached generation.
 """
