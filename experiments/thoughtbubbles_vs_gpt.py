@@ -185,7 +185,9 @@ def run_allocation(tag: str, arm: str, seed: int, model=None, tok=None, cfg=None
     return res["summary"]
 
 
-def grid(steps: int, workers: int, quick: bool, probes: bool = False, key_first=False, busy_pids="", skip="") -> None:
+def grid(
+    steps: int, workers: int, quick: bool, probes: bool = False, key_first=False, busy_pids="", skip="", only=""
+) -> None:
     tag = tag_of(steps, quick)
     root = REPO / "runs/tb_grid" / tag
     root.mkdir(parents=True, exist_ok=True)
@@ -200,6 +202,8 @@ def grid(steps: int, workers: int, quick: bool, probes: bool = False, key_first=
         jobs = [(a, s) for s in seeds for a in key] + [(a, s) for s in seeds for a, *_ in ARMS if a not in key]
     else:
         jobs = [(arm, seed) for seed in (SEEDS[:1] if quick else SEEDS) for arm, *_ in ARMS]  # seed-major order
+    if only:  # an explicit list of arm-sSEED runs, in that order
+        jobs = [(j.rsplit("-s", 1)[0], int(j.rsplit("-s", 1)[1])) for j in only.split(",")]
     busy = [int(p) for p in busy_pids.split(",") if p]  # runs started by an earlier driver: they hold slots
     jobs = [j for j in jobs if f"{j[0]}-s{j[1]}" not in skip.split(",")]
     env = {**os.environ, "PYTHONPATH": str(snap), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -241,12 +245,13 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--key-first", action="store_true", help="grid: the main four arms for all seeds first")
     ap.add_argument("--busy", default="", help="grid: PIDs of runs already in progress (they hold worker slots)")
+    ap.add_argument("--only", default="", help="grid: run exactly these arm-sSEED runs, in order")
     ap.add_argument("--skip", default="", help="grid: arm-sSEED runs to leave out (in progress elsewhere)")
     ap.add_argument("--quick", action="store_true", help="one seed, 12 steps, its own run directories")
     args = ap.parse_args()
     steps = 12 if args.quick else args.steps
     if args.what in ("grid", "probes"):
-        grid(steps, args.workers, args.quick, args.what == "probes", args.key_first, args.busy, args.skip)
+        grid(steps, args.workers, args.quick, args.what == "probes", args.key_first, args.busy, args.skip, args.only)
     elif args.what == "one":
         print(json.dumps(one(args.arm, args.seed, steps, tag_of(steps, args.quick))), flush=True)
     elif args.what == "allocation":
