@@ -40,12 +40,17 @@ def cmd_eval(args, extra: list[str]) -> int:
     model, tok = load(args.run_dir)
     cfg = model.run_config
     check_eval_fits_run(args, cfg)
+    if args.score_mode is not None:  # thoughtbubbles: score each position from its own prefix (no leak)
+        if not hasattr(model.config, "score_mode"):
+            raise InputError(f"--score-mode applies to thoughtbubbles runs; {args.run_dir} is {model.config.variant}")
+        model.config.score_mode = args.score_mode
     specific = [
         args.leak,
         args.bubbles is not None,
         args.choice is not None,
         args.tasks is not None,
         args.reasoning is not None,
+        args.allocation,
     ]
     if args.val or not any(specific):
         from latentlm.eval.perplexity import evaluate
@@ -63,7 +68,7 @@ def cmd_eval(args, extra: list[str]) -> int:
         )
         diag = model.diagnostics(tok, cfg, args.split, args.max_batches) if hasattr(model, "diagnostics") else None
         if diag is not None:  # a variant with a latent says whether its decoder uses it
-            merge_results(args.run_dir, f"{key}:latent", diag)
+            merge_results(args.run_dir, result_key(f"{key}:latent", max_batches=args.max_batches), diag, prov)
             print("\n".join(diag["report"]))
     if args.choice is not None:
         from latentlm.data.corpora import data_root
@@ -108,19 +113,25 @@ def cmd_eval(args, extra: list[str]) -> int:
             f"leak: max |d log p| at positions <= t when tokens after t change: {res['max_abs_dlogp']:.3g} "
             f"(mean {res['mean_abs_dlogp']:.3g}; {res['note']})"
         )
+    if args.allocation:
+        from latentlm.eval.allocation import allocation_analysis, print_summary
+
+        ref, ref_tok = load(args.reference) if args.reference else (None, None)
+        res = allocation_analysis(model, tok, cfg, ref, ref_tok, args.max_batches, reference_name=args.reference)
+        merge_results(
+            args.run_dir, "allocation", res, provenance(model, tok, split="val", max_batches=args.max_batches)
+        )
+        print_summary(res)
     if args.bubbles is not None:
         from pathlib import Path
 
+        from latentlm.results import read_results
         from latentlm.viz.bubbles import bubble_map
 
-        res = bubble_map(model, tok, args.bubbles, Path(args.run_dir) / "bubbles")
+        alloc = read_results(args.run_dir).get("allocation", {}).get("summary")
+        res = bubble_map(model, tok, args.bubbles, Path(args.run_dir) / "bubbles", alloc)
         merge_results(args.run_dir, "bubbles", res, provenance(model, tok, text=args.bubbles))
-        from latentlm.viz.bubbles import _fmt
-
-        print(
-            f"bubble map: {res['png']}  {res['html']}  streams vs next-token loss: Spearman {_fmt(res['spearman'])}, "
-            f"Pearson {_fmt(res['pearson'])}"
-        )
+        print(f"bubble map: {res['png']}  {res['html']}  {res['statistics']}")
     return 0
 
 
@@ -331,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--val", action="store_true", help="held-out loss / bits per byte (the default when no flag is given)"
     )
     s.add_argument("--leak", action="store_true", help="causality probe: can later tokens change earlier log-probs?")
+    s.add_argument("--score-mode", choices=["window", "prefix"], default=None, help="thoughtbubbles: how score() works")
+    s.add_argument("--allocation", action="store_true", help="thoughtbubbles: streams vs entropy on the val split")
+    s.add_argument("--reference", metavar="RUN", default=None, help="--allocation: reference run (same tokenizer)")
     s.add_argument("--bubbles", metavar="TEXT", default=None, help="thoughtbubbles: fork map of TEXT (PNG + HTML)")
     s.add_argument(
         "--choice",

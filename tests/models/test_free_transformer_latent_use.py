@@ -24,7 +24,10 @@ def ft_config(**kw):
 
 def test_post_sampler_init_scale_and_weight_decay_follow_the_config():
     torch.manual_seed(0)
-    new, old = Model(ft_config(latent_bits=8)), Model(ft_config(latent_bits=8, inject_std=0.02, inject_weight_decay=True))
+    new, old = (
+        Model(ft_config(latent_bits=8)),
+        Model(ft_config(latent_bits=8, inject_std=0.02, inject_weight_decay=True)),
+    )
     assert abs(float(new.post_sampler.detach().std()) - 1.0) < 0.05
     assert abs(float(old.post_sampler.detach().std()) - 0.02) < 0.002
 

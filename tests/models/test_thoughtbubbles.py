@@ -230,11 +230,17 @@ def test_bad_config_is_one_clear_error(override, message):
         build(Config, base, "model.")
 
 
+@pytest.mark.parametrize("channel", ["extra", "hijack"])
 @pytest.mark.parametrize("kw", [dict(duplicate_tokens=True), dict(budget_mode="causal", causal_threshold=0.3)])
-def test_cached_logits_equal_full_forward_logits(kw):
-    """Stronger than greedy ids: every cached step's logits equal the full forward's (catches position bugs)."""
+def test_cached_logits_equal_full_forward_logits(kw, channel):
+    """Stronger than greedy ids: every cached step's logits equal the full forward's (catches position bugs).
+    Cached steps with >= 2 streams take attention's dense-mask path, the full forward the fused one: both must
+    carry the key bias the same way for either channel (large q/k weights make a mismatch visible)."""
     torch.manual_seed(5)
-    model = tb(**kw)
+    model = tb(bias_channel=channel, **kw)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.wqkv.weight.mul_(4.0)
     for fork in model.forks.values():
         if hasattr(fork, "score"):  # the duplicated-tokens baseline has no score head
             nn.init.normal_(fork.score.weight, 0, 2.0)
@@ -264,3 +270,120 @@ def test_every_parameter_gets_a_gradient(kw):
     model(x, labels=torch.roll(x, -1, 1)).loss.backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None]
     assert not unused, unused
+
+
+def test_logit_sum_merge_is_the_v1_sum_of_p_weighted_decoded_streams():
+    """Transcription of the authors' v1 PyTorch merge: for every live stream j of token t, logits_t += p_j *
+    head(ln_f(x_j)), with the raw p_j (not divided by the token's sum of p)."""
+    torch.manual_seed(3)
+    model = tb(merge="logit_sum", budget=1.5, tie_embeddings=False).double()
+    for fork in model.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 1.0)
+    x = torch.randint(0, 64, (2, 11))
+    with torch.no_grad():
+        s, _ = model.run_streams(model.initial_state(x), 11, torch.zeros(2, dtype=torch.float64))
+        got = model.merge(s, 11)
+        ref = torch.zeros(2, 11, 64, dtype=torch.float64)
+        for b in range(2):
+            for j in range(s.h.shape[1]):
+                if s.alive[b, j]:
+                    ref[b, s.tau[b, j]] += math.exp(float(s.c[b, j])) * model.head(model.norm(s.h[b, j]))
+    assert float(s.p[s.alive].min()) < 0.9  # some streams are attenuated, so the unnormalised sum matters
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+
+
+def test_stream_counts_and_flops_are_stateless():
+    torch.manual_seed(4)
+    model = tb(budget_mode="causal", causal_threshold=0.3, causal_cap=3)
+    for fork in model.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 2.0)
+    fixed, other = torch.randint(0, 64, (2, 16)), torch.randint(0, 64, (4, 16))
+    first = model.stream_multipliers(16, fixed)
+    fm = model.fork_map(fixed)
+    assert first[1] == pytest.approx(float(fm[1]["streams"].mean())) and first[2] == pytest.approx(
+        float(fm[2]["streams"].mean())
+    )
+    model.train()(other, labels=other)  # another forward in between must not change the answer
+    assert model.training and model.stream_multipliers(16, fixed) == first
+    assert model.flops_per_token(16, fixed) == model.flops_per_token(16, fixed)
+    assert model.stream_multipliers(16) == [1.0, 2.0, 3.0, 3.0]  # no batch: the cap, an upper bound
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(merge="mean"), "model.merge: expected one of 'residual', 'distribution', 'logit_sum', got 'mean'"),
+        (dict(ranking="best"), "model.ranking: expected one of 'learned', 'random', 'worst'"),
+        (dict(budget_mode="local"), "model.budget_mode: expected one of 'global', 'causal'"),
+        (dict(budget=5.0), "model.budget=5.0 exceeds the candidate count: 2 fork layer"),
+        (dict(fork_layers=[2, 1]), "must be strictly increasing"),
+        (dict(score_temperature=0.0), "model.score_temperature=0.0 must be > 0"),
+    ],
+)
+def test_bad_choices_are_one_clear_error(override, message):
+    base = dict(vocab_size=64, d_model=32, n_layers=4, n_heads=4)
+    base.update(override)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build(Config, base, "model.")
+
+
+def test_random_and_worst_ranking_keep_the_budget_and_every_token():
+    torch.manual_seed(6)
+    x = torch.randint(0, 64, (2, 10))
+    for ranking in ("random", "worst"):
+        model = tb(budget=1.5, ranking=ranking)
+        fm = model.fork_map(x)
+        assert float(fm[2]["streams"].sum(1).max()) == 15 and bool((fm[2]["streams"] >= 1).all())
+
+
+def test_prefix_scoring_is_the_window_score_for_gpt_and_causal_budgets():
+    from latentlm.models.thoughtbubbles.model import prefix_logprobs
+
+    torch.manual_seed(7)
+    x = torch.randint(0, 64, (2, 9))
+    mask = torch.ones_like(x)
+    mask[1, 6:] = 0  # right padding, as multiple choice batches
+    gpt = GPT(tiny_gpt_config(n_layers=2)).eval()
+    torch.testing.assert_close(prefix_logprobs(gpt, x, mask), gpt.score(x, mask), atol=1e-5, rtol=0)
+    causal = tb(budget_mode="causal", causal_threshold=0.3, score_mode="prefix")
+    for fork in causal.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 2.0)
+    torch.testing.assert_close(prefix_logprobs(causal, x, mask), causal.score(x, mask), atol=1e-5, rtol=0)
+
+
+def test_prefix_scoring_of_a_global_budget_equals_recomputing_each_prefix():
+    torch.manual_seed(8)
+    model = tb(budget=1.5)
+    for fork in model.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 2.0)
+    x = torch.randint(0, 64, (2, 10))
+    window = model.score(x)
+    model.config.score_mode = "prefix"
+    got = model.score(x)
+    ref = torch.zeros(2, 10)
+    for t in range(1, 10):
+        ref[:, t] = model(x[:, :t]).logits[:, -1].log_softmax(-1).gather(1, x[:, t : t + 1])[:, 0].detach()
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    assert (got - window).abs().max() > 1e-4  # the window score differs: later tokens moved earlier forks
+    assert "own prefix" in model.score_note
+
+
+def test_causal_flop_target_is_met_on_average_and_keeps_zero_leak():
+    torch.manual_seed(9)
+    model = tb(budget_mode="causal", causal_target=1.5, causal_cap=3)
+    for fork in model.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 2.0)
+    data = [torch.randint(0, 64, (4, 24)) for _ in range(30)]
+    model.train()
+    with torch.no_grad():
+        for x in data:  # the running thresholds calibrate on training batches
+            model(x)
+    model.eval()
+    thresholds = [float(f.log_thr) for f in model.forks.values()]
+    streams = torch.stack([torch.tensor(model.stream_multipliers(24, x)) for x in data[:10]]).mean(0)
+    assert streams[1:] == pytest.approx(torch.full((3,), 1.5), abs=0.12)  # target met after each fork layer
+    fixed = tb(budget_mode="causal", causal_threshold=0.5, causal_cap=3)
+    fixed.load_state_dict(model.state_dict(), strict=False)
+    assert fixed.stream_multipliers(24, data[0]) != model.stream_multipliers(24, data[0])  # not the 0.5 rule
+    assert measure_leak(model, data[0])["max_abs_dlogp"] < 1e-5  # constant thresholds: decisions stay per token
+    assert [float(f.log_thr) for f in model.forks.values()] == thresholds  # evaluation does not move them

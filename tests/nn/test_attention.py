@@ -49,6 +49,24 @@ def test_cached_queries_use_bottom_right_causal_mask(bias):
     torch.testing.assert_close(got.double(), naive_attention(q, k, v, key_bias=key_bias), atol=1e-5, rtol=0)
 
 
+def hijacked(q, k, key_bias):
+    """The authors' channel hijack written out: the last channel of q is 1, of k is bias * sqrt(hd)."""
+    q, k = q.clone(), k.clone()
+    q[..., -1] = 1.0
+    k[..., -1] = key_bias[:, None, :] * q.shape[-1] ** 0.5
+    return q, k
+
+
+@pytest.mark.parametrize("Tq", [8, 3])  # full causal (fused kernel) and cached queries (dense-mask kernel)
+def test_hijack_channel_is_honoured_by_both_kernels(Tq):
+    B, H, Tk, hd = 2, 2, 8, 8
+    q, k, v = torch.randn(B, H, Tq, hd) * 3, torch.randn(B, H, Tk, hd) * 3, torch.randn(B, H, Tk, hd)
+    key_bias = torch.randn(B, Tk)
+    got = attend(q, k, v, causal=True, key_bias=key_bias, bias_channel="hijack")
+    qh, kh = hijacked(q, k, key_bias)
+    torch.testing.assert_close(got.double(), naive_attention(qh, kh, v), atol=1e-5, rtol=0)
+
+
 def test_dense_mask_combines_with_causal_and_bias():
     B, H, T, hd = 2, 2, 6, 8
     q, k, v = torch.randn(B, H, T, hd), torch.randn(B, H, T, hd), torch.randn(B, H, T, hd)

@@ -104,16 +104,15 @@ def bootstrap_ci(
 def rankdata(x: Sequence[float] | np.ndarray) -> np.ndarray:
     """Ranks 1..n with ties given their average rank (as scipy.stats.rankdata(method='average'))."""
     a = np.asarray(x, dtype=np.float64)
+    n = len(a)
     order = np.argsort(a, kind="mergesort")
-    ranks = np.empty(len(a), dtype=np.float64)
     sa = a[order]
-    i = 0
-    while i < len(a):
-        j = i
-        while j + 1 < len(a) and sa[j + 1] == sa[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = sa[1:] != sa[:-1]  # NaN != NaN: every NaN is its own group, as before
+    group = np.cumsum(new_group) - 1  # 0-based tie group of each sorted entry
+    bounds = np.append(np.flatnonzero(new_group), n)  # first sorted index of each group, then n
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = (bounds[group] + bounds[group + 1] - 1) / 2 + 1  # average of 1-based ranks i+1 .. j+1
     return ranks
 
 

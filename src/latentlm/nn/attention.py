@@ -64,15 +64,15 @@ def attend(
     scale = hd**-0.5
     gqa = k.shape[1] != H
     causal = causal and Tq > 1  # a single new query may see every cached key
-    if attn_mask is not None or (causal and Tq != Tk):
-        mask = _dense_mask(B, Tq, Tk, q.device, q.dtype, causal, key_bias, attn_mask)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
-    if key_bias is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale, enable_gqa=gqa)
-    if bias_channel == "hijack":  # q.k over hd-1 channels + 1 * bias/scale in the last one
+    if key_bias is not None and bias_channel == "hijack":  # q.k over hd-1 channels + 1 * bias/scale in the last one
         q, k = q.clone(), k.clone()
         q[..., -1] = 1.0
         k[..., -1] = (key_bias / scale).to(k.dtype)[:, None, :]
+        key_bias = None  # it now rides in the hijacked channel, in the dense-mask path as in the fused one
+    if attn_mask is not None or (causal and Tq != Tk):
+        mask = _dense_mask(B, Tq, Tk, q.device, q.dtype, causal, key_bias, attn_mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+    if key_bias is None:  # no bias, or a bias already written into the hijacked channel
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale, enable_gqa=gqa)
     pad = 1 if q.device.type == "cpu" else 8 - hd % 8  # extra channels; only the first carries the bias
     q = F.pad(q, (0, pad))

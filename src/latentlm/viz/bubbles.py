@@ -1,9 +1,11 @@
 """Bubble maps: where a Thoughtbubbles model spends its streams, beside how hard each token was.
 
-For a text: streams of each token after every fork layer (a heatmap), the model's per-token loss (bars), as a PNG
-and a self-contained HTML page, plus the correlation between a token's stream count and its loss. Alignment:
-the streams of token t compute the prediction of token t+1, so they are paired with -log p(x_{t+1} | x_<=t).
-Works with any model that has `fork_map(input_ids)`.
+For a text: streams of each token after every fork layer (a heatmap) and the model's per-token loss (bars), as a
+PNG and a self-contained HTML page. Alignment: the streams of token t compute the prediction of token t+1, so
+they are drawn above -log p(x_{t+1} | x_<=t). One passage is far too few tokens for a correlation (its null band
+is wide and its tokens are dependent), so the map carries no per-passage statistic: it shows the whole-val-split
+allocation statistics of latentlm.eval.allocation (`latentlm eval RUN --allocation --reference GPT_RUN`) when
+they are given, and says so when they are not. Works with any model that has `fork_map(input_ids)`.
 """
 
 from __future__ import annotations
@@ -22,29 +24,26 @@ import torch  # noqa: E402
 from latentlm.errors import InputError  # noqa: E402
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson's r; None when either side is constant (e.g. every token kept the same number of streams)."""
-    if a.std() == 0 or b.std() == 0:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])
+def allocation_line(allocation: dict | None) -> str:
+    """One line of the whole-val-split statistics (the `summary` of allocation_analysis), or what to run."""
+    if not allocation or allocation.get("spearman_ref_entropy") is None:
+        return "allocation statistics: none yet (latentlm eval RUN --allocation --reference GPT_RUN)"
+    a = allocation
+    lo, hi = a["ci95"]
+    plo, phi = a.get("partial_ci95", [None, None])
+    text = (
+        f"val split, fork {a['layer']}: Spearman(streams, reference entropy) {a['spearman_ref_entropy']:+.3f} "
+        f"[{lo:+.3f}, {hi:+.3f}], log-frequency partialled out {a['partial_on_logfreq']:+.3f}"
+    )
+    if plo is not None:
+        text += f" [{plo:+.3f}, {phi:+.3f}]"
+    if a.get("within_window") is not None:
+        wlo, whi = a["within_window_ci95"]
+        text += f", within-window {a['within_window']:+.3f} [{wlo:+.3f}, {whi:+.3f}]"
+    return text + " (95% cluster bootstrap)"
 
 
-def ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged (for Spearman's rho)."""
-    order = x.argsort(kind="stable")
-    r = np.empty(len(x))
-    r[order] = np.arange(len(x))
-    for v in np.unique(x):
-        tie = x == v
-        r[tie] = r[tie].mean()
-    return r
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    return pearson(ranks(a), ranks(b))
-
-
-def bubble_map(model, tokenizer, text: str, out_dir: str | Path) -> dict:
+def bubble_map(model, tokenizer, text: str, out_dir: str | Path, allocation: dict | None = None) -> dict:
     if not hasattr(model, "fork_map"):
         raise InputError(
             f"this run's model ({type(model).__name__}) has no fork maps; --bubbles needs a thoughtbubbles run"
@@ -60,14 +59,12 @@ def bubble_map(model, tokenizer, text: str, out_dir: str | Path) -> dict:
     pieces = [tokenizer.decode([i]) for i in ids]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    last = streams[-1]
     result = {
         "tokens": len(ids),
         "fork_layers": layers,
         "mean_streams": [float(s.mean()) for s in streams],
-        "pearson": pearson(last, loss),
-        "spearman": spearman(last, loss),
-        "pearson_total": pearson(streams.sum(0), loss),
+        "allocation": allocation,
+        "statistics": allocation_line(allocation),
     }
     _png(streams, loss, pieces[:-1], layers, result, out_dir / "bubble_map.png")
     _html(streams, loss, pieces, layers, result, out_dir / "bubble_map.html")
@@ -82,9 +79,7 @@ def _png(streams, loss, pieces, layers, result, path: Path) -> None:
     )
     im = a1.imshow(streams, aspect="auto", cmap="Blues", vmin=1, vmax=max(2, streams.max()), interpolation="nearest")
     a1.set_yticks(range(len(layers)), [f"fork {layer}" for layer in layers])
-    a1.set_title(
-        f"streams per token (Spearman with loss {_fmt(result['spearman'])}, Pearson {_fmt(result['pearson'])})"
-    )
+    a1.set_title("streams per token\n" + result["statistics"], fontsize=8)
     fig.colorbar(im, ax=a1, pad=0.01)
     a2.bar(range(T), loss, color="C3")
     a2.set_ylabel("next-token loss")
@@ -111,12 +106,9 @@ def _html(streams, loss, pieces, layers, result, path: Path) -> None:
 padding:1px 0}} pre{{background:#f4f4f4;padding:.5em}}</style></head><body>
 <h2>Thoughtbubbles bubble map</h2>
 <p>Colour: streams of each token at the last fork layer (darker = more). Hover a token for every fork layer and the
-loss of the next token. Spearman(streams, loss) = {_fmt(result["spearman"])}, Pearson = {_fmt(result["pearson"])}.</p>
+loss of the next token.</p>
+<p>{html.escape(result["statistics"])}</p>
 <p>{"".join(cells)}</p>
 <pre>{html.escape(json.dumps({k: v for k, v in result.items() if k not in ("png", "html")}, indent=1))}</pre>
 </body></html>"""
     path.write_text(page, encoding="utf-8")
-
-
-def _fmt(r: float | None) -> str:
-    return "n/a (constant streams)" if r is None else f"{r:+.3f}"

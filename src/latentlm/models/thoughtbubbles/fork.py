@@ -1,4 +1,4 @@
-"""Forking residual streams (Thoughtbubbles §3; read from the authors' code, shared/research/thoughtbubbles.md).
+"""Forking residual streams (Thoughtbubbles §3, as in the authors' public code).
 
 Every block carries a StreamState: residual streams h (B, N, D), cumulative log-scores c = log p (B, N) in fp32,
 the source token tau of each stream, and `alive`. A ForkLayer scores each stream with its own norm and a
@@ -56,17 +56,29 @@ def last_of_group(tau: torch.Tensor) -> torch.Tensor:
 
 
 class ForkLayer(nn.Module):
-    def __init__(self, d_model: int, eps: float, clip: float, fork_embedding: bool, scored: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        eps: float,
+        clip: float,
+        fork_embedding: bool,
+        scored: bool = True,
+        temperature: float = 1.0,
+    ):
         super().__init__()
         if scored:  # the duplicated-tokens baseline forks without scores
             self.norm = RMSNorm(d_model, eps)
             self.score = Linear(d_model, 2)  # (fork, keep) logits, no bias
         self.fork_emb = nn.Parameter(torch.zeros(d_model)) if fork_embedding else None
-        self.clip = clip
+        self.clip, self.temperature = clip, temperature
+        self.noise = 0.0  # logistic noise on the score logits, set by the model in training mode only
 
     def candidates(self, s: StreamState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Interleaved candidates (B, 2N): c + log sigmoid(fork) at 2i (the copy), c + log sigmoid(keep) at 2i+1."""
-        logits = self.score(self.norm(s.h)).float()  # (B, N, 2)
+        logits = self.score(self.norm(s.h)).float() / self.temperature  # (B, N, 2)
+        if self.noise > 0 and self.training:
+            u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+            logits = logits + self.noise * (u.log() - (-u).log1p())  # logistic(0, 1) noise
         ell = F.logsigmoid(logits).clamp(min=self.clip)
         cand_c = (s.c[..., None] + ell).flatten(1)  # (B, 2N)
         cand_c = torch.where(s.alive.repeat_interleave(2, 1), cand_c, DEAD)
@@ -85,11 +97,23 @@ class ForkLayer(nn.Module):
         return StreamState(h, c, cand_tau.gather(1, idx), alive)
 
     def fork_global(
-        self, s: StreamState, budget: float, n_tokens: int, live_tokens: torch.Tensor, noise: float = 0.0
+        self,
+        s: StreamState,
+        budget: float,
+        n_tokens: int,
+        live_tokens: torch.Tensor,
+        noise: float = 0.0,
+        ranking: str = "learned",
     ) -> StreamState:
-        """Top-k over the sequence; k from the chunk length, surplus soft-killed in rows with fewer live tokens."""
+        """Top-k over the sequence; k from the chunk length, surplus soft-killed in rows with fewer live tokens.
+        ranking: learned (by c) | random (uniform scores) | worst (by -c); the protected candidates survive always."""
         cand_c, cand_tau, cand_alive = self.candidates(s)
-        rank = cand_c + noise * _gumbel(cand_c) if noise > 0 else cand_c.clone()
+        if ranking == "random":
+            rank = torch.rand_like(cand_c)
+        elif ranking == "worst":
+            rank = -cand_c
+        else:
+            rank = cand_c + noise * _gumbel(cand_c) if noise > 0 else cand_c.clone()
         rank = torch.where(cand_alive, rank, -math.inf)
         rank = torch.where(cand_alive & last_of_group(cand_tau), math.inf, rank)
         k = min(math.ceil(budget * n_tokens), cand_c.shape[1])
@@ -99,12 +123,40 @@ class ForkLayer(nn.Module):
         idx, order = top.indices.sort(dim=1)
         return self.gather(s, idx, cand_c, cand_tau, cand_alive, keep_ranked.gather(1, order))
 
-    def fork_causal(self, s: StreamState, threshold: float, cap: int, n_tokens: int) -> StreamState:
+    def enable_target(self) -> None:
+        """A calibrated log-threshold for causal mode with a FLOP target (NaN until the first training batch)."""
+        self.register_buffer("log_thr", torch.tensor(float("nan")))
+
+    @torch.no_grad()
+    def calibrate(self, cand_c, cand_alive, protected, target: float, momentum: float = 0.1) -> None:
+        """Move log_thr towards the threshold that keeps (target - 1) extra candidates per live token on this
+        batch: the midpoint between the needed-th and the next largest unprotected score."""
+        free = cand_c[cand_alive & ~protected]
+        need = int(round((target - 1) * float(protected.sum())))
+        if free.numel() == 0:
+            return
+        top = free.topk(min(need + 1, free.numel())).values
+        if need == 0:
+            thr = top[0] + 1e-3
+        elif need >= free.numel():
+            thr = top[-1] - 1e-3
+        else:
+            thr = (top[need - 1] + top[need]) / 2
+        self.log_thr.copy_(thr if self.log_thr.isnan() else (1 - momentum) * self.log_thr + momentum * thr)
+
+    def fork_causal(
+        self, s: StreamState, threshold: float, cap: int, n_tokens: int, target: float | None = None
+    ) -> StreamState:
         """Per token: keep candidates with p > threshold (the protected one always), at most `cap`; rows are
-        compacted in order and padded at the end with dead slots."""
+        compacted in order and padded at the end with dead slots. With a target, the threshold is this layer's
+        calibrated constant (updated from the batch in training mode, after the batch's decisions)."""
         cand_c, cand_tau, cand_alive = self.candidates(s)
         protected = cand_alive & last_of_group(cand_tau)
-        keep = protected | (cand_alive & (cand_c > math.log(threshold)))
+        if target is not None and self.training:
+            self.calibrate(cand_c, cand_alive, protected, target)
+        calibrated = target is not None and not bool(self.log_thr.isnan())
+        log_thr = self.log_thr.item() if calibrated else math.log(threshold)  # uncalibrated: the fixed threshold
+        keep = protected | (cand_alive & (cand_c > log_thr))
         prio = torch.where(protected, math.inf, torch.where(keep, cand_c, -math.inf))
         by_prio = prio.argsort(dim=1, descending=True, stable=True)
         by_token = cand_tau.gather(1, by_prio).argsort(dim=1, stable=True)

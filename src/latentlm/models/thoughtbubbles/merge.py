@@ -5,6 +5,9 @@
   cannot underflow when every p of a token is tiny.
 - `distribution` (the paper's description): every stream is decoded and the next-token distributions are mixed
   with weights p_j / sum_j p_j; returns log-probabilities, which serve as logits.
+- `logit_sum` (the authors' v1 PyTorch code, behind the paper's 150M-772M results): the final norm on every
+  stream, then logits_t = sum_j p_j * head(norm(x_j)) with the raw p_j = exp(c_j), not divided by sum_j p_j.
+  The head is linear, so this is head(sum_j p_j * norm(x_j)): one vocabulary projection per token.
 """
 
 from __future__ import annotations
@@ -38,3 +41,11 @@ def distribution_merge(s: StreamState, n_tokens: int, norm, head) -> torch.Tenso
     mix = torch.zeros(probs.shape[0], n_tokens + 1, V, device=probs.device)
     mix.scatter_add_(1, s.tau[..., None].expand(-1, -1, V), probs * w[..., None])
     return mix[:, :n_tokens].clamp(min=1e-38).log()  # (B, T, V) log-probabilities
+
+
+def logit_sum_merge(s: StreamState, n_tokens: int, norm, head) -> torch.Tensor:
+    B, N, D = s.h.shape
+    y = norm(s.h) * (s.p * s.alive).to(s.h.dtype)[..., None]  # (B, N, D); dead streams weigh 0
+    summed = torch.zeros(B, n_tokens + 1, D, device=s.h.device, dtype=s.h.dtype)
+    summed.scatter_add_(1, s.tau[..., None].expand(-1, -1, D), y)
+    return head(summed[:, :n_tokens])  # (B, T, V)

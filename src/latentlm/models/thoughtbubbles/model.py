@@ -1,11 +1,12 @@
 """Thoughtbubbles (Liu, Murty, Manning, Csordás; arXiv 2510.00219): forking and pruning residual streams.
 
-The mechanics follow the authors' code (shared/research/thoughtbubbles.md):
+The mechanics follow the authors' public code (JAX; the v1 PyTorch for the logit_sum merge):
 - fork layers (fork.py) clone or drop streams under a budget, with cumulative log-space scores c = log p;
 - attenuation in every block after the first fork (§4): residual updates x p, values x p, and an additive key
   bias c / sqrt(head_dim) riding in a head channel of SDPA's causal kernel (no dense mask);
 - fork-aware fractional RoPE (§5): the n streams of token t sit at t - 1 + 1/n, ..., t;
-- a merge at the output (merge.py) and next-token cross-entropy at the original positions.
+- a merge at the output (merge.py: residual, logit_sum or distribution) and next-token cross-entropy at the original
+  positions.
 The global budget lets later tokens decide which earlier forks survive (a leak, measured by eval/leak.py); the
 `causal` budget decides per token from its own streams only, which allows KV-cached generation.
 """
@@ -21,7 +22,7 @@ from torch import nn
 from latentlm.models.decoder import Decoder, sampling_loop
 from latentlm.models.thoughtbubbles.config import ThoughtbubblesConfig
 from latentlm.models.thoughtbubbles.fork import DEAD, ForkLayer, StreamState, stream_positions, tokens_count
-from latentlm.models.thoughtbubbles.merge import distribution_merge, residual_merge
+from latentlm.models.thoughtbubbles.merge import distribution_merge, logit_sum_merge, residual_merge
 from latentlm.nn import AttnContext, KVCache
 from latentlm.outputs import LMOutput
 
@@ -35,16 +36,25 @@ class Thoughtbubbles(Decoder):
         layers = c.fork_layers[:1] if c.duplicate_tokens else c.fork_layers  # duplicates fork once, unscored
         self.forks = nn.ModuleDict(
             {
-                str(i): ForkLayer(c.d_model, c.norm_eps, c.score_clip, c.fork_embedding, scored=not c.duplicate_tokens)
+                str(i): ForkLayer(
+                    c.d_model,
+                    c.norm_eps,
+                    c.score_clip,
+                    c.fork_embedding,
+                    scored=not c.duplicate_tokens,
+                    temperature=c.score_temperature,
+                )
                 for i in layers
             }
         )
         for fork in self.forks.values():
             if hasattr(fork, "score"):
-                nn.init.normal_(fork.score.weight, 0.0, c.init_std)
+                nn.init.normal_(fork.score.weight, 0.0, c.init_std if c.score_init_std is None else c.score_init_std)
+            fork.noise = c.score_noise
+            if c.budget_mode == "causal" and c.causal_target is not None and hasattr(fork, "score"):
+                fork.enable_target()
             if fork.fork_emb is not None:
                 nn.init.normal_(fork.fork_emb, 0.0, c.d_model**-0.5)
-        self.last_streams: list[float] | None = None  # streams per token entering each block, last forward
 
     @property
     def score_note(self) -> str:
@@ -52,6 +62,8 @@ class Thoughtbubbles(Decoder):
         if not c.fork_layers:
             return "exact next-token likelihood (no fork layers)"
         if c.budget_mode == "global" and not c.duplicate_tokens:
+            if c.score_mode == "prefix":
+                return "global top-k budget scored from each position's own prefix (no leak; score_mode=prefix)"
             return "global top-k budget: earlier positions can depend on later tokens (leak; see eval leak)"
         return "exact causal next-token likelihood"
 
@@ -93,9 +105,9 @@ class Thoughtbubbles(Decoder):
             return self.forks[str(layer)].duplicate(s) if layer == c.fork_layers[0] else s
         fork = self.forks[str(layer)]
         if c.budget_mode == "causal":
-            return fork.fork_causal(s, c.causal_threshold, c.causal_cap, n_tokens)
+            return fork.fork_causal(s, c.causal_threshold, c.causal_cap, n_tokens, c.causal_target)
         noise = c.gumbel_scale if self.training else 0.0
-        return fork.fork_global(s, c.budget, n_tokens, live, noise)
+        return fork.fork_global(s, c.budget, n_tokens, live, noise, c.ranking)
 
     def stream_context(
         self, s: StreamState, n_tokens: int, offset: torch.Tensor, cache, attenuate: bool, forked: bool
@@ -110,23 +122,31 @@ class Thoughtbubbles(Decoder):
             key_bias=s.c * scale,
             value_scale=s.p,
             cache=cache,
-            bias_channel=self.config.bias_channel,
+            # a cached pass before any attenuation carries a zero bias for the cache; the hijacked channel would
+            # still overwrite q/k there, which the full forward does not do, so that bias rides in an extra channel
+            bias_channel=self.config.bias_channel if attenuate else "extra",
         )
 
     def merge(self, s: StreamState, n_tokens: int) -> torch.Tensor:
-        fn = residual_merge if self.config.merge == "residual" else distribution_merge
+        fn = {"residual": residual_merge, "distribution": distribution_merge, "logit_sum": logit_sum_merge}[
+            self.config.merge
+        ]
         return fn(s, n_tokens, self.norm, self.head)
 
     # --- the variant contract ------------------------------------------------------------------------------
+
+    def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
+        if c.score_mode == "prefix" and c.budget_mode == "global" and c.fork_layers and not c.duplicate_tokens:
+            return prefix_logprobs(self, input_ids, attention_mask)
+        return super().score(input_ids, attention_mask)
 
     def forward(self, input_ids, labels=None, attention_mask=None, **batch) -> LMOutput:
         self.check_input(input_ids)
         B, T = input_ids.shape
         s = self.initial_state(input_ids, attention_mask)
-        live = s.alive.sum(1)
         s, stats = self.run_streams(s, T, torch.zeros(B, device=input_ids.device))
         logits = self.merge(s, T)
-        self.last_streams = self._stream_counts(stats, live)
         metrics = {}
         for layer, st in stats.items():
             per_token = tokens_count(st.tau, st.alive, T)[:, :T]  # (B, T)
@@ -146,21 +166,25 @@ class Thoughtbubbles(Decoder):
         return counts
 
     @torch.no_grad()
-    def fork_map(self, input_ids: torch.Tensor) -> dict:
-        """For bubble maps: streams per token after each fork layer {layer: (B, T)} and the mean p per token."""
+    def fork_map(self, input_ids: torch.Tensor, return_logits: bool = False):
+        """Streams per token after each fork layer {layer: {"streams", "p_mass", "mean_p"}}, each (B, T); p_mass is
+        the sum of p = exp(c) over a token's streams. With return_logits: (map, merged logits (B, T, V))."""
         was = self.training
         self.eval()
         T = input_ids.shape[1]
-        s, stats = self.run_streams(
-            self.initial_state(input_ids), T, torch.zeros(input_ids.shape[0], device=input_ids.device)
-        )
-        self.train(was)
+        try:
+            s, stats = self.run_streams(
+                self.initial_state(input_ids), T, torch.zeros(input_ids.shape[0], device=input_ids.device)
+            )
+            logits = self.merge(s, T) if return_logits else None
+        finally:
+            self.train(was)
         out = {}
         for layer, st in stats.items():
             count = tokens_count(st.tau, st.alive, T)[:, :T]
             psum = torch.zeros(st.c.shape[0], T + 1).scatter_add_(1, st.tau, st.p * st.alive)[:, :T]
-            out[layer] = {"streams": count, "mean_p": psum / count.clamp(min=1)}
-        return out
+            out[layer] = {"streams": count, "p_mass": psum, "mean_p": psum / count.clamp(min=1)}
+        return (out, logits) if return_logits else out
 
     def generate(
         self, input_ids, max_new_tokens, sampling=None, *, attention_mask=None, eos_token_id=None, callback=None
@@ -220,12 +244,13 @@ class Thoughtbubbles(Decoder):
 
     # --- accounting ----------------------------------------------------------------------------------------
 
-    def stream_multipliers(self, seq_len: int) -> list[float]:
-        """Streams per token entering each block. Global budget: exact (top-k keeps exactly k); causal: the
-        counts of the last forward, or the cap as an upper bound before any forward."""
+    def stream_multipliers(self, seq_len: int, input_ids: torch.Tensor | None = None) -> list[float]:
+        """Streams per token entering each block, computed statelessly. Global budget: exact (top-k keeps exactly
+        k). Causal budget: measured on `input_ids` (pass a fixed validation batch) in eval mode; without a batch,
+        the cap (an upper bound)."""
         c, n, out = self.config, float(seq_len), []
-        if c.budget_mode == "causal" and not c.duplicate_tokens and self.last_streams is not None:
-            return list(self.last_streams)
+        if c.budget_mode == "causal" and not c.duplicate_tokens and c.fork_layers and input_ids is not None:
+            return self.measured_streams(input_ids)
         for layer in range(c.n_layers):
             if layer in c.fork_layers:
                 if c.duplicate_tokens:
@@ -237,14 +262,61 @@ class Thoughtbubbles(Decoder):
             out.append(n / seq_len)
         return out
 
-    def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per input token: every block's matmuls and causal attention scale with its streams."""
+    @torch.no_grad()
+    def measured_streams(self, input_ids: torch.Tensor) -> list[float]:
+        """Live streams per token entering each block on this batch (eval mode, no state kept)."""
+        was = self.training
+        self.eval()
+        try:
+            B, T = input_ids.shape
+            s = self.initial_state(input_ids)
+            live = s.alive.sum(1)
+            _, stats = self.run_streams(s, T, torch.zeros(B, device=input_ids.device))
+        finally:
+            self.train(was)
+        return self._stream_counts(stats, live)
+
+    def flops_per_token(self, seq_len: int, input_ids: torch.Tensor | None = None) -> float:
+        """Training FLOPs per input token: every block's matmuls and causal attention scale with its streams
+        (causal budget: measured on `input_ids`, see stream_multipliers)."""
         c = self.config
         layer_matmul = (self.matmul_params() - c.d_model * c.vocab_size) / c.n_layers
         fwd = 0.0
-        for m in self.stream_multipliers(seq_len):
+        mult = self.stream_multipliers(seq_len, input_ids)
+        for m in mult:
             n = m * seq_len
             fwd += m * (2 * layer_matmul + 4 * c.n_heads * c.head_dim * (n + 1) / 2)
-        head_streams = self.stream_multipliers(seq_len)[-1] if c.merge == "distribution" else 1.0
+        head_streams = mult[-1] if c.merge == "distribution" else 1.0
         fwd += head_streams * 2 * c.d_model * c.vocab_size + len(c.fork_layers) * 2 * 2 * c.d_model
         return 3 * fwd
+
+
+@torch.no_grad()
+def prefix_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, chunk: int = 64):
+    """(B, T) log p(x_t | x_<t) with each position scored by a forward over its own prefix only (left-padded
+    prefixes batched `chunk` at a time). Padding (mask 0, left or right) scores 0, as in score()."""
+    B, T = input_ids.shape
+    mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    out = torch.zeros(B, T, dtype=torch.float32)
+    was = model.training
+    model.eval()
+    try:
+        for b in range(B):
+            idx = mask[b].nonzero().flatten()
+            seq = input_ids[b, idx]
+            L = len(seq)
+            if L < 2:
+                continue
+            # row r: the prefix seq[: r + 1], left-padded to L - 1, predicting seq[r + 1]
+            rows = torch.arange(L - 1)[:, None]
+            cols = torch.arange(L - 1)[None, :]
+            src = cols - (L - 2 - rows)  # index into seq, negative = padding
+            pad = src < 0
+            ids = torch.where(pad, 0, seq[src.clamp(min=0)])
+            for a in range(0, L - 1, chunk):
+                logits = model(ids[a : a + chunk], attention_mask=(~pad[a : a + chunk]).long()).logits[:, -1]
+                tgt = seq[a + 1 : a + 1 + chunk]
+                out[b, idx[a + 1 : a + 1 + chunk]] = logits.float().log_softmax(-1).gather(1, tgt[:, None])[:, 0]
+    finally:
+        model.train(was)
+    return out
