@@ -26,7 +26,7 @@ echo "== latentlm config --list"; "$VENV/bin/latentlm" config --list
 start=$(date +%s)
 echo "== latentlm demo $*"; "$VENV/bin/latentlm" demo "$@"
 echo "== demo wall time: $(( $(date +%s) - start )) s"
-run="$(ls -d runs/demo/*/ | head -1)"
+run="$(ls -d runs/demo/runs/*/seed_*/ | head -1)"  # the harness layout: runs/demo/runs/ARM/seed_N
 "$VENV/bin/latentlm" data prepare openbookqa
 echo "== lm_eval --model latentlm --model_args run_dir=$run --tasks latentlm_openbookqa --limit 20"
 "$VENV/bin/lm_eval" --model latentlm --model_args "run_dir=$run" --tasks latentlm_openbookqa --limit 20
