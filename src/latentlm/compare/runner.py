@@ -60,11 +60,9 @@ class DistGroup:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from latentlm.train.checkpoint import sha256_file
+
+    return sha256_file(path)
 
 
 def write_json(path: Path, data) -> None:

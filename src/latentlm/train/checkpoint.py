@@ -73,6 +73,12 @@ def save_checkpoint(
             f"could not write the checkpoint of step {step} to {root} ({why}); {kept}; free space or fix the "
             "folder, then rerun the same command to resume"
         ) from None
+    return publish(tmp, final, keep)
+
+
+def publish(tmp: Path, final: Path, keep: int) -> Path:
+    """Rename a fully written checkpoint folder into place, point `latest` at it (atomic), apply retention."""
+    root = final.parent
     if final.exists():  # re-saving a step (after a resume): move the old one aside first
         old = root / f".old-{final.name}-{os.getpid()}"
         os.replace(final, old)

@@ -17,7 +17,6 @@ DDP and single-process runs keep the plain format of `checkpoint.py` (and its bi
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -96,19 +95,7 @@ def save_checkpoint(
         (tmp / "config.yaml").write_text(to_yaml(cfg))
         tokenizer.save(tmp)
         ckpt_io.write_manifest(tmp)  # version + sha256 of the rank-0 files, verified on load like any checkpoint
-        if final.exists():
-            old = root / f".old-{final.name}-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        link = root / f".{ckpt_io.LATEST}.tmp"
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(final.name)
-        os.replace(link, root / ckpt_io.LATEST)
-        ckpt_io._retain(root, keep)
+        ckpt_io.publish(tmp, final, keep)
     _barrier()
     return final
 
