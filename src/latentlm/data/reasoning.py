@@ -5,7 +5,7 @@ from REASONING_TASKS. Every source follows the data-source protocol of latentlm.
 held-out batches for evaluation (`eval_batches`).
 
 Sections:
-1. The Free Transformer's synthetic task (Fleuret 2025, §4; see shared/research/free_transformer.md §7).
+1. The Free Transformer's synthetic task (Fleuret 2025, "The Free Transformer", §4).
 2. Reasoning examples (question, steps, answer) for latent thoughts: GSM-style word problems from reasoning-gym's
    GSM-Symbolic templates, ProsQA-style graph reasoning and ProntoQA-style deduction generated here, and a loader
    for user-supplied GSM8K / GSM8k-Aug files (jsonl, or the iCoT `question||<<a=b>> <<c=d>> #### answer` lines).

@@ -1,7 +1,7 @@
 """Decoder: embed -> blocks -> norm -> head, written as small methods that variants recombine.
 
 A Llama-style pre-norm decoder (RMSNorm, RoPE, SwiGLU, optional GQA, no biases), and the variant contract
-every model of latentlm follows (shared/DESIGN.md):
+every model of latentlm follows:
 - `forward(input_ids, labels=None, **batch) -> LMOutput`: labels are *pre-shifted* targets aligned with
   input_ids (labels[:, t] is the token that position t predicts; -100 is ignored);
 - `score(input_ids, attention_mask=None) -> (B, T)`: entry t is log p(input_ids[:, t] | input_ids[:, :t]);
