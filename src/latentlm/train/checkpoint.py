@@ -57,12 +57,9 @@ def save_checkpoint(
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
         (tmp / "config.yaml").write_text(to_yaml(cfg))
         tokenizer.save(tmp)
-        if (
-            getattr(cfg.model, "variant", None) == "latent_thoughts"
-        ):  # the base's architecture + hash, beside the weights
-            from latentlm.models.latent_thoughts.base import save_base_record
-
-            save_base_record(model, tmp)
+        extras = getattr(model, "save_checkpoint_extras", None)  # optional model hook: files beside the weights
+        if extras is not None:
+            extras(tmp)
         write_manifest(tmp)
     except Exception as e:  # OSError; safetensors (SafetensorError) and torch.save (RuntimeError) wrap write errors
         shutil.rmtree(tmp, ignore_errors=True)
@@ -237,8 +234,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu"):
             f"{path} holds no checkpoint yet; train it first with `latentlm train CONFIG --train.out_dir={path}`"
         )
     cfg = load_config(ckpt / "config.yaml")
-    if (ckpt / "base" / "source.json").is_file():  # latent_thoughts: the checkpoint's own base record
-        cfg.model.base_model = str(ckpt / "base")
+    adopt = getattr(cfg.model, "adopt_checkpoint", None)  # optional config hook: use what the checkpoint holds
+    if adopt is not None:
+        adopt(ckpt)
     model = build_model(cfg.model)
     load_weights(model, ckpt, device)
     model.to(device).eval()

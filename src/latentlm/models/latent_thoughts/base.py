@@ -64,12 +64,15 @@ def save_base_record(model, out_dir: Path) -> Path:
     if getattr(model.base, "generation_config", None) is not None:
         model.base.generation_config.save_pretrained(out)
     model.tokenizer.save(out)
-    src = resolve_base(model.config.base_model)
-    if (Path(src) / "source.json").is_file():  # loaded from a record: keep the reference to the original base
-        source = json.loads((Path(src) / "source.json").read_text())
-    else:
-        source = {"spec": model.config.base_model, "path": str(Path(src).resolve()), "sha256": _weights_sha256(src)}
-    (out / "source.json").write_text(json.dumps(source, indent=1))
+    cached = getattr(model, "_base_source", None)  # the base's files do not change during a run: hash them once
+    if cached is None or cached[0] != model.config.base_model:
+        src = resolve_base(model.config.base_model)
+        if (Path(src) / "source.json").is_file():  # loaded from a record: keep the reference to the original base
+            source = json.loads((Path(src) / "source.json").read_text())
+        else:
+            source = {"spec": model.config.base_model, "path": str(Path(src).resolve()), "sha256": _weights_sha256(src)}
+        cached = model._base_source = (model.config.base_model, source)
+    (out / "source.json").write_text(json.dumps(cached[1], indent=1))
     return out
 
 

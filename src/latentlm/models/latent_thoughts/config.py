@@ -78,6 +78,14 @@ class LatentThoughtsConfig:
     def n_stages(self) -> int:
         return self.max_latent_stage + 2 if self.method == "coconut" else 3 if self.method == "lt_tuning" else 1
 
+    def adopt_checkpoint(self, ckpt) -> None:
+        """Loading a checkpoint that holds a base record (base/source.json): build the base from it, so the
+        checkpoint needs nothing outside itself (its model.safetensors holds every weight)."""
+        from pathlib import Path
+
+        if (Path(ckpt) / "base" / "source.json").is_file():
+            self.base_model = str(Path(ckpt) / "base")
+
     def validate(self) -> None:
         if self.max_seq_len < 8:
             raise ConfigError(f"model.max_seq_len={self.max_seq_len} is too short")

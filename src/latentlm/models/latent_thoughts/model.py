@@ -17,7 +17,7 @@ from torch import nn
 from latentlm.data.tokenizer import Tokenizer
 from latentlm.models.decoder import token_logprobs
 from latentlm.models.latent_thoughts import policies as P
-from latentlm.models.latent_thoughts.base import add_special_tokens, load_base, resolve_base
+from latentlm.models.latent_thoughts.base import add_special_tokens, load_base, resolve_base, save_base_record
 from latentlm.models.latent_thoughts.config import LatentThoughtsConfig
 from latentlm.models.latent_thoughts.fusion import Adapter, LatentBuilder
 from latentlm.models.latent_thoughts.generate import generate_latent
@@ -182,3 +182,8 @@ class LatentThoughts(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def save_checkpoint_extras(self, out_dir) -> None:
+        """Checkpoint hook: base/ = the base's architecture, tokenizer and weight hashes, so that the checkpoint
+        loads without the base model folder (see base.save_base_record and Config.adopt_checkpoint)."""
+        save_base_record(self, out_dir)
