@@ -83,9 +83,7 @@ class BlockSource(StreamSource):
         return {"input_ids": seqs[:, :-1].contiguous(), "labels": seqs[:, 1:].contiguous()}
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        start = self.pos + self.rank * self.micro_batch
-        self.pos += self.micro_batch * self.world_size
-        return self._batch(range(start, start + self.micro_batch))
+        return self._batch(self.take())
 
     def eval_batches(self, batch_size: int, max_batches: int | None = None):
         n = self.EVAL_EXAMPLES if max_batches is None else min(self.EVAL_EXAMPLES, batch_size * max_batches)

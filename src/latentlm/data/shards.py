@@ -32,6 +32,13 @@ class StreamSource:
     def begin_phase(self, phase: int, model) -> None:
         pass
 
+    def take(self) -> range:
+        """The stream indices of this rank's next micro-batch; advances the shared counter past every rank's.
+        Rank r of w takes [pos + r*mb, pos + (r+1)*mb), so the ranks together read what one process would."""
+        start = self.pos + self.rank * self.micro_batch
+        self.pos += self.micro_batch * self.world_size
+        return range(start, start + self.micro_batch)
+
 
 class TextSource(StreamSource):
     def __init__(
@@ -64,12 +71,10 @@ class TextSource(StreamSource):
         return int(self._perm[i])
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        start = self.pos + self.rank * self.micro_batch
         rows = []
-        for g in range(start, start + self.micro_batch):
+        for g in self.take():
             w = self._window_index(g) * self.seq_len
             rows.append(np.asarray(self.tokens[w : w + self.seq_len + 1], dtype=np.int64))
-        self.pos += self.micro_batch * self.world_size
         batch = torch.from_numpy(np.stack(rows))  # (B, T+1)
         return {"input_ids": batch[:, :-1].contiguous(), "labels": batch[:, 1:].contiguous()}
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from latentlm.data.reasoning import ReasoningExample
+from latentlm.data.shards import StreamSource
 from latentlm.errors import InputError
 
 IGNORE = -100
@@ -121,7 +122,7 @@ def choose_insertions(response_logp: list[float], stage: int, cfg, rng: random.R
     return out
 
 
-class ReasoningSource:
+class ReasoningSource(StreamSource):
     """The trainer's data source for latent thoughts: epochs over the examples, the curriculum stage as its phase."""
 
     def __init__(
@@ -231,9 +232,7 @@ class ReasoningSource:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask, "stage": torch.tensor(self.stage)}
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        start = self.pos + self.rank * self.micro_batch
-        self.pos += self.micro_batch * self.world_size
-        return self.collate([self.render_index(self._order(g)) for g in range(start, start + self.micro_batch)])
+        return self.collate([self.render_index(self._order(g)) for g in self.take()])
 
     def eval_batches(self, batch_size: int, max_batches: int | None = None):
         n = len(self.examples) if max_batches is None else min(len(self.examples), batch_size * max_batches)
