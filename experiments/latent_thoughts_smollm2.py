@@ -12,7 +12,7 @@ SmolLM2-135M trains at 12-65 tokens/s on a 2-core CPU, so a comparison that can 
 examples, several epochs, 3 seeds) is a GPU job; the CPU sizes only show that every method runs end to end on a
 pretrained LM. The from-scratch study that can decide the papers' claims on CPU is experiments/latent_reasoning.py.
 Every run gets a fresh directory (--train.resume=false). Generation budget: 1.5x the longest gold chain.
-Writes experiments/results/latent_thoughts_smollm2.md (or latent_thoughts_quick.md) and
+Writes experiments/results/latent_thoughts_smollm2.md + .json (or latent_thoughts_quick.md + .json) and
 runs/lt_smollm2/<data>/<method>/.
 """
 
@@ -176,6 +176,10 @@ def write(results, n_train, n_test, steps, quick):
                 )
         lines.append("")
     (OUT / name).write_text("\n".join(lines))
+    rows = [{"data": d, "method": m, **{k: v for k, v in r.items() if k != "samples"}} for (d, m), r in results.items()]
+    meta = {"command": " ".join(["python experiments/latent_thoughts_smollm2.py", *sys.argv[1:]]), "quick": quick}
+    meta.update(n_train=n_train, n_test=n_test, steps=steps)
+    (OUT / name.replace(".md", ".json")).write_text(json.dumps({**meta, "rows": rows}, indent=1, default=str))
 
 
 if __name__ == "__main__":
