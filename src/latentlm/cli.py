@@ -214,6 +214,7 @@ def cmd_config(args, extra: list[str]) -> int:
 
 
 def cmd_data(args, extra: list[str]) -> int:
+    import latentlm.eval.choice  # noqa: F401  (registers the multiple-choice task preparers)
     from latentlm.data.prepare import prepare
 
     print(prepare(args.name, tokenizer=args.tokenizer, vocab_size=args.vocab_size, force=args.force))

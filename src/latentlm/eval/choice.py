@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from latentlm.data.prepare import register_preparer
 from latentlm.errors import InputError
 from latentlm.eval.stats import wilson
 
@@ -203,8 +204,15 @@ def evaluate_choice(
 
 
 def _preparer(task):
-    return lambda data_root: prepare_task(task, data_root)
+    def prepare(data_root: Path) -> Path:
+        from latentlm.eval.tasks import install_tasks  # lm-eval YAMLs with this data root (lm_eval --tasks ...)
+
+        out = prepare_task(task, data_root)
+        install_tasks(data_root)
+        return out
+
+    return prepare
 
 
-prepare_task_piqa, prepare_task_openbookqa = _preparer("piqa"), _preparer("openbookqa")
-prepare_task_commonsenseqa, prepare_task_siqa = _preparer("commonsenseqa"), _preparer("siqa")
+for _task in TASKS:  # `latentlm data prepare piqa` etc.
+    register_preparer(_task, _preparer(_task))

