@@ -6,7 +6,7 @@ from scipy.stats import spearmanr
 from latentlm.data.tokenizer import char_tokenizer
 from latentlm.errors import InputError
 from latentlm.eval.allocation import allocation_stats, check_reference, collect, selection_table, within_window
-from latentlm.eval.perplexity import evaluate_batches
+from latentlm.eval.perplexity import evaluate_windows
 from latentlm.models.gpt import GPT
 from latentlm.models.thoughtbubbles import Config, Model
 from tests.conftest import tiny_gpt_config
@@ -97,8 +97,8 @@ def test_selection_table_prunes_as_asked_and_restores_the_config():
     assert model.config.ranking == "learned" and model.config.budget == 1.5
     one = tb(budget=1.0)
     one.load_state_dict(model.state_dict())
-    assert out["one_stream"]["loss"] == pytest.approx(evaluate_batches(one, windows, token_bytes)["loss"], abs=1e-9)
-    assert out["learned"]["loss"] == pytest.approx(evaluate_batches(model, windows, token_bytes)["loss"], abs=1e-9)
+    assert out["one_stream"]["loss"] == pytest.approx(evaluate_windows(one, windows, token_bytes)["loss"], abs=1e-9)
+    assert out["learned"]["loss"] == pytest.approx(evaluate_windows(model, windows, token_bytes)["loss"], abs=1e-9)
     assert out["worst"]["loss"] != out["learned"]["loss"]
 
 

@@ -273,12 +273,12 @@ def test_bad_inputs(base_dir, tmp_path):
     with pytest.raises(InputError, match="must be right-padded"):
         frontier_forward(lm.runner, ids, torch.tensor([[0, 0, 1, 1, 1]]), lm.latent_mask(ids, None), lm.builder())
     m = model_for(base_dir, "coconut", c_thought=300, max_latent_stage=2)  # 600 latents at stage 2
-    from latentlm.models.latent_thoughts.curriculum import ReasoningSource
+    from latentlm.models.latent_thoughts.source import curriculum_source
 
     with pytest.raises(
         InputError, match=r"train example 0: .* need up to \d+ tokens .* more than model.max_seq_len=512"
     ):
-        ReasoningSource([EX], type("R", (), {"model": m.config})(), m.tokenizer, 1, seed=0)  # checked up front
+        curriculum_source([EX], type("R", (), {"model": m.config})(), m.tokenizer, 1, seed=0)  # checked up front
 
 
 def test_coconut_trains_through_the_shared_trainer_across_a_stage_change(base_dir, tmp_path, monkeypatch):

@@ -263,8 +263,7 @@ def leak(model, tok, cfg, device, sequences: int = 8, probes: int = 8) -> dict:
     from latentlm.eval.leak import measure_leak
 
     if cfg.data.reasoning is not None:
-        batch = next(iter(build_source(cfg, tok, "val").eval_batches(sequences, 1)))
-        batch = batch["input_ids"] if isinstance(batch, dict) else batch
+        batch = next(iter(build_source(cfg, tok, "val").eval_batches(sequences, 1)))["input_ids"]
     else:
         batch = next(iter(eval_windows(load_split(shard_dir(cfg), "val"), cfg.data.seq_len, sequences, 1)))
     return measure_leak(model, batch.to(device), probes)

@@ -1,10 +1,9 @@
 """A resumable, rank-aware loader over memmapped token shards (the text data source of the trainer).
 
 The training split is cut into non-overlapping windows of seq_len + 1 tokens. Each epoch visits them in a
-permutation seeded by (seed, epoch). All ranks walk one global stream of windows: micro-step m of rank r takes
-the slice [pos + r*micro, pos + (r+1)*micro), then pos advances by micro * world_size. Hence one process with
-grad_accum = k sees exactly the windows that k ranks with grad_accum = 1 see in the same step, and the state
-is a single integer.
+permutation seeded by (seed, epoch); the ranks walk one global stream of windows by the rule of
+`latentlm.data.source.StreamSource.take`, so the state is a single integer. Held-out batches are consecutive
+windows of seq_len tokens from the start of the split.
 """
 
 from __future__ import annotations
@@ -12,32 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from latentlm.data.source import Batch, StreamSource, held_out
 from latentlm.errors import InputError
 
-
-class StreamSource:
-    """Data-source protocol for a seeded stream indexed by one counter: the state is the counter; no curriculum."""
-
-    pos = 0
-
-    def state_dict(self) -> dict:
-        return {"pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.pos = int(state["pos"])
-
-    def phase(self, step: int) -> int:
-        return 0
-
-    def begin_phase(self, phase: int, model) -> None:
-        pass
-
-    def take(self) -> range:
-        """The stream indices of this rank's next micro-batch; advances the shared counter past every rank's.
-        Rank r of w takes [pos + r*mb, pos + (r+1)*mb), so the ranks together read what one process would."""
-        start = self.pos + self.rank * self.micro_batch
-        self.pos += self.micro_batch * self.world_size
-        return range(start, start + self.micro_batch)
+__all__ = ["StreamSource", "TextSource", "eval_windows", "eval_window_batches"]
 
 
 class TextSource(StreamSource):
@@ -70,7 +47,7 @@ class TextSource(StreamSource):
             self._perm_epoch = epoch
         return int(self._perm[i])
 
-    def next_batch(self) -> dict[str, torch.Tensor]:
+    def next_batch(self) -> Batch:
         rows = []
         for g in self.take():
             w = self._window_index(g) * self.seq_len
@@ -78,14 +55,19 @@ class TextSource(StreamSource):
         batch = torch.from_numpy(np.stack(rows))  # (B, T+1)
         return {"input_ids": batch[:, :-1].contiguous(), "labels": batch[:, 1:].contiguous()}
 
+    def eval_batches(self, batch_size: int, max_batches: int | None = None):
+        return eval_window_batches(self.tokens, self.seq_len, batch_size, max_batches)
+
 
 def eval_windows(tokens: np.ndarray, seq_len: int, batch_size: int, max_batches: int | None):
     """Consecutive non-overlapping windows of seq_len tokens from the start of a split, in batches (B, T)."""
-    n = len(tokens) // seq_len
-    if max_batches is not None:
-        n = min(n, max_batches * batch_size)
-    for start in range(0, n, batch_size):
-        idx = range(start, min(n, start + batch_size))
+    for idx in held_out(len(tokens) // seq_len, batch_size, max_batches):
         yield torch.from_numpy(
             np.stack([np.asarray(tokens[i * seq_len : (i + 1) * seq_len], dtype=np.int64) for i in idx])
         )
+
+
+def eval_window_batches(tokens: np.ndarray, seq_len: int, batch_size: int, max_batches: int | None):
+    """`eval_windows` as protocol batches: {"input_ids": (B, T)}, every token but the first of a window scored."""
+    for ids in eval_windows(tokens, seq_len, batch_size, max_batches):
+        yield {"input_ids": ids}

@@ -132,12 +132,12 @@ def selection_table(model, make_windows, token_bytes, reference=None, seed: int 
     """Val loss / bits per byte with learned, random and worst-ranked survivors at the model's budget, and with
     one stream per token. Each entry is the exact next-token likelihood of that pruned model (global budgets keep
     their leak)."""
-    from latentlm.eval.perplexity import evaluate_batches
+    from latentlm.eval.perplexity import evaluate_windows
 
     c = model.config
 
     def ev():
-        r = evaluate_batches(model, make_windows(), token_bytes)
+        r = evaluate_windows(model, make_windows(), token_bytes)
         return {"loss": r["loss"], "bits_per_byte": r["bits_per_byte"]}
 
     out = {"budget": c.budget, "budget_mode": c.budget_mode}
@@ -157,7 +157,7 @@ def selection_table(model, make_windows, token_bytes, reference=None, seed: int 
         with _config(model, budget=1.0, causal_cap=1, ranking="learned"):
             out["one_stream"] = ev()
     if reference is not None:
-        r = evaluate_batches(reference, make_windows(), token_bytes)
+        r = evaluate_windows(reference, make_windows(), token_bytes)
         out["reference"] = {"loss": r["loss"], "bits_per_byte": r["bits_per_byte"]}
     return out
 

@@ -39,7 +39,7 @@ def measure_leak_on_run(model, tokenizer, cfg, sequences: int = 8, probes: int =
     from latentlm.data.shards import eval_windows
 
     if cfg.data.reasoning is not None:
-        batch = next(iter(build_source(cfg, tokenizer, "val").eval_batches(sequences, 1)))
+        batch = next(iter(build_source(cfg, tokenizer, "val").eval_batches(sequences, 1)))["input_ids"]
     else:
         batch = next(iter(eval_windows(load_split(shard_dir(cfg), "val"), cfg.data.seq_len, sequences, 1)))
     return measure_leak(model, batch, probes)

@@ -12,26 +12,27 @@ import math
 import numpy as np
 import torch
 
-from latentlm.data.shards import eval_windows
+from latentlm.data.shards import eval_window_batches
+from latentlm.nn.loss import IGNORE_INDEX as IGNORE
 
 
 @torch.no_grad()
 def evaluate_batches(model, batches, token_bytes: np.ndarray, device: str | torch.device = "cpu") -> dict:
-    """Sum of -log p over every token but the first of each (B, T) batch; bytes from `token_bytes`."""
+    """Sum of -log p over the scored tokens of protocol batches (latentlm.data.source): with `labels` (pre-shifted),
+    the supervised tokens only (reasoning data: not the question, markers or padding); else with `attention_mask`,
+    every real token but the first; else every token but the first. Bytes from `token_bytes`."""
     nll, n_tokens, n_bytes = 0.0, 0, 0
     was_training = model.training
     model.eval()
     for batch in batches:
-        # a batch is ids (B, T), every token but the first scored, or a dict with attention_mask and pre-shifted
-        # labels: then only the supervised tokens count (reasoning data: not the question, markers or padding)
-        ids = batch["input_ids"] if isinstance(batch, dict) else batch
-        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+        ids, mask, labels = batch["input_ids"], batch.get("attention_mask"), batch.get("labels")
         logp = model.score(ids.to(device), None if mask is None else mask.to(device))[:, 1:].double().cpu()  # (B, T-1)
-        keep = torch.ones_like(logp, dtype=torch.bool)
-        if isinstance(batch, dict) and "labels" in batch:
-            keep = batch["labels"][:, :-1] != -100  # labels[t-1] is token t when token t is supervised
+        if labels is not None:
+            keep = labels[:, :-1] != IGNORE  # labels[t-1] is token t when token t is supervised
         elif mask is not None:
             keep = mask[:, 1:].bool()
+        else:
+            keep = torch.ones_like(logp, dtype=torch.bool)
         nll -= float(logp[keep].sum())
         n_tokens += int(keep.sum())
         n_bytes += int(token_bytes[ids[:, 1:].numpy()][keep.numpy()].sum())
@@ -49,6 +50,11 @@ def evaluate_batches(model, batches, token_bytes: np.ndarray, device: str | torc
     }
 
 
+def evaluate_windows(model, windows, token_bytes: np.ndarray, device: str | torch.device = "cpu") -> dict:
+    """`evaluate_batches` over plain (B, T) id tensors, every token but the first of each scored."""
+    return evaluate_batches(model, ({"input_ids": w} for w in windows), token_bytes, device)
+
+
 def evaluate_tokens(
     model,
     tokens: np.ndarray,
@@ -58,7 +64,7 @@ def evaluate_tokens(
     max_batches: int | None = None,
     device: str | torch.device = "cpu",
 ) -> dict:
-    return evaluate_batches(model, eval_windows(tokens, seq_len, batch_size, max_batches), token_bytes, device)
+    return evaluate_batches(model, eval_window_batches(tokens, seq_len, batch_size, max_batches), token_bytes, device)
 
 
 def evaluate(
