@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from latentlm.data.shards import eval_windows
+from latentlm.nn.loss import IGNORE_INDEX
 
 
 @torch.no_grad()
@@ -29,7 +30,7 @@ def evaluate_batches(model, batches, token_bytes: np.ndarray, device: str | torc
         logp = model.score(ids.to(device), None if mask is None else mask.to(device))[:, 1:].double().cpu()  # (B, T-1)
         keep = torch.ones_like(logp, dtype=torch.bool)
         if isinstance(batch, dict) and "labels" in batch:
-            keep = batch["labels"][:, :-1] != -100  # labels[t-1] is token t when token t is supervised
+            keep = batch["labels"][:, :-1] != IGNORE_INDEX  # labels[t-1] is token t when token t is supervised
         elif mask is not None:
             keep = mask[:, 1:].bool()
         nll -= float(logp[keep].sum())
