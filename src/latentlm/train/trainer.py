@@ -1,8 +1,12 @@
 """THE training loop: every variant trains here, none is special-cased.
 
-Per optimizer step: the data source yields `grad_accum` micro-batches; each micro-batch loss is weighted by
-its share of the step's non-ignored label tokens (over all ranks), so k micro-batches of b rows give exactly
-the update of one batch of k*b rows. A curriculum changes phase through the data source (`phase`,
+Shape: `train` -> `_train` (`_setup` builds a `Run`; `_loop` steps it) -> `train_step` per optimizer step ->
+`forward_backward` per micro-batch. Per optimizer step: the data source yields `grad_accum` micro-batches; each
+micro-batch loss is weighted by its share of the step's non-ignored label tokens (over all ranks), so k
+micro-batches of b rows give exactly the update of one batch of k*b rows. The model's metrics stay on the device
+(`MetricSums`): the loop reads the device once per step (loss sum and gradient norm together, for the divergence
+check) and once more per log step (all metrics together), never per micro-batch. `train/hooks.py` lets tests
+observe or interrupt a run (the crash tests' faults); production installs no hook. A curriculum changes phase through the data source (`phase`,
 `begin_phase`) and may reset the optimizer. Non-finite loss or gradient norm stops training before the
 update, naming the step; the last checkpoint stays intact. Resume restores model, optimizer, schedule
 position, RNG states and data position, so the continued run is bit-identical to an uninterrupted one.
