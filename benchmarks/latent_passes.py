@@ -17,9 +17,12 @@ Last line: {"bench": "latent_passes", "train_speedup": ..., "gen_speedup_b8": ..
 import argparse
 import json
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.tiny_llama: the random tiny Llama
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -29,7 +32,7 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from latentlm.data.tokenizer import char_tokenizer  # noqa: E402
 from latentlm.models.latent_thoughts import Config, Model  # noqa: E402
-from latentlm.models.latent_thoughts.base import save_tiny_llama  # noqa: E402
+from tests.tiny_llama import save_tiny_llama  # noqa: E402
 
 hf_logging.set_verbosity_error()
 SIZES = {

@@ -35,6 +35,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(1, str(REPO))  # tests.tiny_llama: the random-init base model
 
 from latentlm.config import load_config  # noqa: E402
 from latentlm.data.reasoning import parse_task, reasoning_examples, word_tokenizer  # noqa: E402
@@ -137,9 +138,9 @@ def thinking_in_training(run_dir: Path) -> float | None:
 
 
 def run_seed(name: str, seed: int, args) -> None:
-    from latentlm.models.latent_thoughts.base import save_tiny_llama
     from latentlm.train.checkpoint import load_run
     from latentlm.train.trainer import train
+    from tests.tiny_llama import save_tiny_llama
 
     task = TASKS[name]
     root = RUNS_DIR[0] / name / f"seed{seed}"

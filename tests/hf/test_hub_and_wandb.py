@@ -38,9 +38,9 @@ def cache_repo(cache, repo_id: str, make):
 
 def test_hub_ids_resolve_from_the_hf_cache_like_local_folders(hub_cache, tmp_path):
     from latentlm.data.corpora import build_tokenizer
-    from latentlm.models.latent_thoughts.base import save_tiny_llama
     from latentlm.models.latent_thoughts.config import LatentThoughtsConfig
     from latentlm.models.latent_thoughts.model import LatentThoughts
+    from tests.tiny_llama import save_tiny_llama
 
     local = save_tiny_llama(tmp_path / "local", char_tokenizer(), max_position_embeddings=128)
     snap = cache_repo(

@@ -11,10 +11,11 @@ from latentlm.data.tokenizer import char_tokenizer
 from latentlm.errors import InputError
 from latentlm.models.latent_thoughts import Config, Model
 from latentlm.models.latent_thoughts import policies as P
-from latentlm.models.latent_thoughts.base import check_special_tokens, save_tiny_llama
+from latentlm.models.latent_thoughts.base import check_special_tokens
 from latentlm.models.latent_thoughts.curriculum import choose_insertions, prompt_ids, render
 from latentlm.models.latent_thoughts.fusion import LatentBuilder, top_p_probs
 from latentlm.models.latent_thoughts.passes import frontier_forward
+from tests.tiny_llama import save_tiny_llama
 
 EX = ReasoningExample("2+3*4?", ["3*4=12", "2+12=14"], "14")
 

@@ -10,9 +10,9 @@ from latentlm.data.tokenizer import char_tokenizer
 from latentlm.errors import ConfigError
 from latentlm.models.latent_thoughts import Config, Model
 from latentlm.models.latent_thoughts import policies as P
-from latentlm.models.latent_thoughts.base import save_tiny_llama
 from latentlm.models.latent_thoughts.curriculum import coconut_stage, prompt_ids, render
 from latentlm.models.latent_thoughts.passes import frontier_forward
+from tests.tiny_llama import save_tiny_llama
 
 EX = ReasoningExample("2+3*4?", ["3*4=12", "2+12=14"], "14")
 QUESTIONS = ["2+3*4?", "9-4", "7*7-1=", "1."]

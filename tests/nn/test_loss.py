@@ -48,3 +48,24 @@ def test_gpt_training_loss_and_gradients_unchanged_by_the_fused_head():
     torch.testing.assert_close(out.loss, ref, atol=1e-6, rtol=1e-6)
     for k, p in model.named_parameters():
         torch.testing.assert_close(fused[k], p.grad, atol=1e-6, rtol=1e-4, msg=k)
+
+
+def test_hf_labels_shifted_once_give_the_naive_next_token_loss():
+    """HF-style labels (labels == input_ids, some ignored) through shift_labels + lm_loss equal a naive loop over
+    positions: mean over t of -log softmax(logits[b, t])[labels[b, t + 1]] where labels[b, t + 1] is kept."""
+    from latentlm.nn.loss import IGNORE_INDEX, count_targets, lm_loss, shift_labels
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 6, 11, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 11, (2, 6), generator=g)
+    labels[0, 2] = labels[1, 5] = IGNORE_INDEX
+    terms = [
+        -logits[b, t].log_softmax(-1)[labels[b, t + 1]]
+        for b in range(2)
+        for t in range(5)
+        if labels[b, t + 1] != IGNORE_INDEX
+    ]
+    shifted = shift_labels(labels)
+    assert shifted.shape == labels.shape and (shifted[:, -1] == IGNORE_INDEX).all()
+    assert count_targets(shifted) == len(terms) == 8
+    torch.testing.assert_close(lm_loss(logits, shifted).double(), torch.stack(terms).mean(), rtol=1e-6, atol=1e-6)

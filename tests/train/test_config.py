@@ -31,7 +31,7 @@ def test_commented_template_documents_every_field_and_parses_to_the_defaults():
 def tiny_base(tmp_path_factory):
     """Stand-in for a pretrained base model (configs naming smollm2 must build without preparing it in CI)."""
     from latentlm.data.tokenizer import char_tokenizer
-    from latentlm.models.latent_thoughts.base import save_tiny_llama
+    from tests.tiny_llama import save_tiny_llama
 
     return save_tiny_llama(tmp_path_factory.mktemp("base"), char_tokenizer(), layers=1, heads=2, kv_heads=1)
 

@@ -122,20 +122,19 @@ class Killed(BaseException):
     """Stands for SIGKILL after a step (in-process, so the test needs no second interpreter)."""
 
 
-def test_resume_after_a_crash_keeps_each_metrics_and_tensorboard_step_once(data_root, tmp_path, monkeypatch):
-    from latentlm.train import trainer as trainer_mod
+def test_resume_after_a_crash_keeps_each_metrics_and_tensorboard_step_once(data_root, tmp_path):
+    from latentlm.train import hooks
 
-    def die(step):
-        if step == 6:
-            raise Killed
+    class Die(hooks.TrainHook):
+        def after_step(self, step):
+            if step == 6:
+                raise Killed
 
     over = tiny_run_overrides(tmp_path, **{"train.max_steps": 8, "eval.every": 4, "log.tensorboard": True})
-    monkeypatch.setattr(trainer_mod, "_fault_after_step", die)
-    with pytest.raises(Killed):
+    with hooks.installed(Die()), pytest.raises(Killed):
         train(load_config(TINY, over))
     run = tmp_path / "run"
     assert metric_steps(run) == list(range(1, 7)) and find_checkpoint(run).name == "step_000004"
-    monkeypatch.undo()
     train(load_config(TINY, over))
     assert metric_steps(run) == list(range(1, 9)) and metric_steps(run, "val") == [4, 8]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -160,7 +159,7 @@ def test_disk_full_during_checkpoint_keeps_the_previous_one(data_root, tmp_path)
     mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if mount.returncode != 0:
         pytest.skip(
-            f"cannot mount a small tmpfs here ({mount.stderr.strip() or 'not root'}); see the LATENTLM_FAULT test"
+            f"cannot mount a small tmpfs here ({mount.stderr.strip() or 'not root'}); see the ENOSPC fault test"
         )
     try:
         over = tiny_run_overrides(tmp_path, **{"train.out_dir": mnt / "run", "eval.every": 0})
@@ -180,10 +179,15 @@ def test_disk_full_during_checkpoint_keeps_the_previous_one(data_root, tmp_path)
         subprocess.run(["umount", str(mnt)], check=False)
 
 
-def test_enospc_fault_in_the_checkpoint_writer(data_root, tmp_path, monkeypatch):
+def test_enospc_fault_in_the_checkpoint_writer(data_root, tmp_path):
+    from latentlm.train import hooks
+    from tests.faults import Fault
+
     train(cfg_for(tmp_path, **{"train.max_steps": 4, "eval.every": 0}))
-    monkeypatch.setenv("LATENTLM_FAULT", "enospc_in_checkpoint:8")
-    with pytest.raises(InputError, match=r"step 8 .*disk full.*step_000004 is intact"):
+    with (
+        hooks.installed(Fault("enospc_in_checkpoint:8")),
+        pytest.raises(InputError, match=r"step 8 .*disk full.*step_000004 is intact"),
+    ):
         train(cfg_for(tmp_path, **{"eval.every": 0}))
     assert not list((tmp_path / "run/checkpoints").glob(".tmp-*"))
     assert find_checkpoint(tmp_path / "run").name == "step_000004"

@@ -1,3 +1,4 @@
+import collections
 import json
 import os
 import subprocess
@@ -96,6 +97,31 @@ def test_grad_accumulation_equals_one_big_batch(data_root, tmp_path, monkeypatch
         torch.testing.assert_close(small[i], big[i], atol=1e-7, rtol=1e-5)
 
 
+def test_the_trainer_reads_the_device_once_per_step_and_never_per_micro_batch(data_root, tmp_path, monkeypatch):
+    """Metrics stay on the device: with 4 micro-batches per step of a model that reports 10 metrics (FT), the
+    trainer's own code makes one device->host read per step (loss sum and gradient norm together) and one more per
+    log step (all metrics together), none per micro-batch. Counted: tensor reads called from trainer.py."""
+    reads = collections.Counter()
+
+    def counting(name, orig):
+        def counted(self, *a, **k):
+            frame = sys._getframe(1)
+            if frame.f_code.co_filename == trainer_mod.__file__:
+                reads[(frame.f_code.co_name, name)] += 1
+            return orig(self, *a, **k)
+
+        return counted
+
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    extra = {"train.max_steps": 4, "train.grad_accum": 4, "log.every": 2, "eval.every": 0, "model.latent_bits": 4}
+    train(load_config(REPO / "configs/free_transformer/tiny.yaml", tiny_run_overrides(tmp_path, **extra)))
+    monkeypatch.undo()
+    rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and {"ce", "r_over_x"} <= set(rows[0])  # metrics were logged
+    assert sum(reads.values()) == 4 + 2, reads
+
+
 def test_loss_decreases_and_run_directory_is_complete(data_root, tmp_path):
     summary = train(cfg_for(tmp_path, **{"train.max_steps": 30, "eval.every": 30, "train.ckpt_every": 10}))
     losses = train_losses(tmp_path / "run")
@@ -142,9 +168,10 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(data_root,
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def run_cli(args, env_extra=None, check=True):
-    env = {**os.environ, **(env_extra or {})}
-    proc = subprocess.run([sys.executable, "-m", "latentlm", *args], capture_output=True, text=True, env=env, cwd=REPO)
+def run_cli(args, fault=None, check=True):
+    """The CLI in its own interpreter; `fault` (tests/faults.py, e.g. "kill_after_step:5") is installed first."""
+    entry = ["-m", "tests.faults", fault] if fault else ["-m", "latentlm"]
+    proc = subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, env=os.environ, cwd=REPO)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr)
     return proc
@@ -154,7 +181,7 @@ def test_resume_after_sigkill_is_bit_identical(data_root, tmp_path):
     full = tiny_run_overrides(tmp_path, **{"train.out_dir": tmp_path / "full", "train.max_steps": 10})
     run_cli(["train", str(TINY), *full])
     part = tiny_run_overrides(tmp_path, **{"train.out_dir": tmp_path / "part", "train.max_steps": 10})
-    killed = run_cli(["train", str(TINY), *part], {"LATENTLM_FAULT": "kill_after_step:5"}, check=False)
+    killed = run_cli(["train", str(TINY), *part], "kill_after_step:5", check=False)
     assert killed.returncode == -9  # SIGKILL after step 5; the last checkpoint is step 4
     assert find_checkpoint(tmp_path / "part").name == "step_000004"
     run_cli(["train", str(TINY), *part])  # resume=auto
@@ -164,7 +191,7 @@ def test_resume_after_sigkill_is_bit_identical(data_root, tmp_path):
 
 def test_kill_during_checkpoint_write_keeps_the_previous_one(data_root, tmp_path):
     over = tiny_run_overrides(tmp_path, **{"train.ckpt_every": 2, "train.max_steps": 6})
-    killed = run_cli(["train", str(TINY), *over], {"LATENTLM_FAULT": "kill_in_checkpoint:4"}, check=False)
+    killed = run_cli(["train", str(TINY), *over], "kill_in_checkpoint:4", check=False)
     assert killed.returncode == -9
     assert find_checkpoint(tmp_path / "run").name == "step_000002"
     load_run(tmp_path / "run")  # loadable

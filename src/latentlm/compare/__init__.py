@@ -25,8 +25,9 @@ Python (the same thing; experiment scripts build the spec as a dict)::
 Spec keys: ``name`` (the grid's identity; an --out folder holding another name is refused), ``seeds`` (non-empty,
 distinct), ``arms`` (NAME: {config, overrides: {dotted.key: value}, label}), ``overrides`` (for every arm),
 ``budget`` with optional ``tokens`` / ``flops`` totals (default: the first arm's max_steps x its tokens per step, or
-x its FLOPs per step), ``heldout`` (.txt / .jsonl paths or folders), ``eval`` (val_batches, leak, choice,
-choice_limit, reasoning, reasoning_limit, policy), ``baseline`` (arm listed first in the paired table), ``title``.
+x its FLOPs per step), ``heldout`` (.txt / .jsonl paths or folders; ``package:NAME/PATH`` names a file inside an
+installed Python package), ``eval`` (val_batches, leak, choice, choice_limit, reasoning, reasoning_limit, policy),
+``baseline`` (arm listed first in the paired table), ``title``.
 
 Runs: OUT/runs/ARM/seed_N, trained with train.seed = N (same initial draw and data order across arms, which is what
 makes differences paired), train.resume=false, and train.max_steps from the budget rule. Each run's record

@@ -135,6 +135,8 @@ def _check_keys(data: dict, known: tuple, where: str) -> None:
 
 
 def _resolve_path(raw: str, base: Path | None, what: str) -> Path:
+    if str(raw).startswith("package:"):  # package:NAME/PATH, a file shipped inside an installed Python package
+        return _package_path(str(raw), what)
     p = Path(str(raw)).expanduser()
     from latentlm.shipped import configs_dir
 
@@ -144,6 +146,22 @@ def _resolve_path(raw: str, base: Path | None, what: str) -> Path:
         if c.exists():
             return c.resolve()
     raise InputError(f"{what}: {raw} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+
+
+def _package_path(raw: str, what: str) -> Path:
+    import importlib.util
+
+    name, _, rest = raw.removeprefix("package:").partition("/")
+    try:
+        found = importlib.util.find_spec(name) if name.isidentifier() else None
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise InputError(f"{what}: {raw}: no installed package {name!r}; install it or give a file path")
+    p = Path(list(found.submodule_search_locations)[0]) / rest
+    if not p.exists():
+        raise InputError(f"{what}: {raw} not found ({p})")
+    return p.resolve()
 
 
 def _choice_task(task: str, base: Path | None, where: str) -> str:

@@ -25,6 +25,7 @@ import torch
 
 from latentlm.data.shards import StreamSource
 from latentlm.errors import ConfigError
+from latentlm.nn.loss import IGNORE_INDEX
 
 
 @dataclass
@@ -128,7 +129,7 @@ class GraphPathSource(StreamSource):
     def _batch(self, indices) -> dict[str, torch.Tensor]:
         T = self.task.seq_len
         ids = torch.full((len(indices), T + 1), self.pad, dtype=torch.long)
-        labels = torch.full((len(indices), T), -100, dtype=torch.long)
+        labels = torch.full((len(indices), T), IGNORE_INDEX, dtype=torch.long)
         P = self.task.prompt_len
         for r, i in enumerate(indices):
             seq = self.tok.encode(self.task.text(self.example(i)))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from latentlm.data.shards import eval_window_batches
-from latentlm.nn.loss import IGNORE_INDEX as IGNORE
+from latentlm.nn.loss import IGNORE_INDEX
 
 
 @torch.no_grad()
@@ -28,7 +28,7 @@ def evaluate_batches(model, batches, token_bytes: np.ndarray, device: str | torc
         ids, mask, labels = batch["input_ids"], batch.get("attention_mask"), batch.get("labels")
         logp = model.score(ids.to(device), None if mask is None else mask.to(device))[:, 1:].double().cpu()  # (B, T-1)
         if labels is not None:
-            keep = labels[:, :-1] != IGNORE  # labels[t-1] is token t when token t is supervised
+            keep = labels[:, :-1] != IGNORE_INDEX  # labels[t-1] is token t when token t is supervised
         elif mask is not None:
             keep = mask[:, 1:].bool()
         else:

@@ -109,7 +109,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, force: bool = False) ->
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     root = VARIANTS[variant].module
-    bundle = dependencies(root)
+    bundle = list(dict.fromkeys(dependencies(root) + dependencies("latentlm.nn.loss")))  # + the HF loss
     for mod in bundle:
         (out / f"{flat_name(mod)}.py").write_text(rewrite(module_file(mod).read_text()))
     (out / "configuration_latentlm.py").write_text(module_file("latentlm.hf.configuration").read_text())
@@ -117,7 +117,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, force: bool = False) ->
     start, end = modeling.index("# >>> build"), modeling.index("# <<< build")
     build_block = (
         "# >>> build\nfrom .configuration_latentlm import LatentLMConfig\n"
-        f"from .{flat_name(root)} import Config, Model\n\n\n"
+        f"from .{flat_name(root)} import Config, Model\n"
+        f"from .{flat_name('latentlm.nn.loss')} import lm_loss, shift_labels\n\n\n"
         "def build_inner(cfg: dict):\n"
         "    fields = {k: v for k, v in cfg.items()}\n"
         "    return Model(Config(**fields))\n"

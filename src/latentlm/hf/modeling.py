@@ -8,7 +8,6 @@ This file is also copied into exported folders, where the import between the bui
 """
 
 import torch
-import torch.nn.functional as F
 from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -16,6 +15,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from latentlm.config import build
 from latentlm.hf.configuration import LatentLMConfig
 from latentlm.models import VARIANTS
+from latentlm.nn.loss import lm_loss, shift_labels
 
 
 def build_inner(cfg: dict):
@@ -56,8 +56,8 @@ class LatentLMForCausalLM(PreTrainedModel, GenerationMixin):
     def forward(self, input_ids=None, attention_mask=None, labels=None, past_key_values=None, use_cache=None, **kwargs):
         logits = self.model.scoring_logits(input_ids, attention_mask)
         loss = None
-        if labels is not None:  # HF convention: labels are the inputs, shifted here
-            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        if labels is not None:  # HF convention (labels == input_ids) -> latentlm's pre-shifted targets (nn/loss.py)
+            loss = lm_loss(logits, shift_labels(labels))
         return CausalLMOutputWithPast(loss=loss, logits=logits)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):

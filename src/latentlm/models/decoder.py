@@ -3,7 +3,8 @@
 A Llama-style pre-norm decoder (RMSNorm, RoPE, SwiGLU, optional GQA, no biases), and the variant contract
 every model of latentlm follows:
 - `forward(input_ids, labels=None, **batch) -> LMOutput`: labels are *pre-shifted* targets aligned with
-  input_ids (labels[:, t] is the token that position t predicts; -100 is ignored);
+  input_ids (labels[:, t] is the token that position t predicts; IGNORE_INDEX is ignored; the convention is
+  written once, in nn/loss.py);
 - `score(input_ids, attention_mask=None) -> (B, T)`: entry t is log p(input_ids[:, t] | input_ids[:, :t]);
   entry 0 (nothing predicts it) and padded entries are 0;
 - `generate(input_ids, max_new_tokens, sampling) -> ids`, with a preallocated KV cache.
@@ -20,10 +21,8 @@ from torch import nn
 from latentlm.errors import InputError
 from latentlm.models.config import DecoderConfig
 from latentlm.nn import AttnContext, Block, KVCache, Linear, RMSNorm, RotaryEmbedding, SamplingConfig, sample_next
-from latentlm.nn.loss import linear_cross_entropy
+from latentlm.nn.loss import linear_cross_entropy, lm_loss
 from latentlm.outputs import LMOutput
-
-IGNORE_INDEX = -100
 
 
 class Decoder(nn.Module):
@@ -102,10 +101,8 @@ class Decoder(nn.Module):
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(h))  # (B, T, V)
 
-    @staticmethod
-    def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the non-ignored pre-shifted targets."""
-        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+    lm_loss = staticmethod(lm_loss)
+    """Mean cross-entropy over the non-ignored pre-shifted targets (nn/loss.py's helper; variants call self.lm_loss)."""
 
     # --- the variant contract -----------------------------------------------------------------------------
 

@@ -1,6 +1,13 @@
-"""Fused output head + cross-entropy that never materialises the (N, V) logits.
+"""The language-model loss: the label convention, `IGNORE_INDEX`, the loss helpers, and the fused output head +
+cross-entropy that never materialises the (N, V) logits.
 
-`linear_cross_entropy(h, W, labels)` = F.cross_entropy(h @ W.T, labels, ignore_index=-100) (mean over kept
+Label convention (one, everywhere in latentlm): `labels` are *pre-shifted targets aligned with input_ids*:
+labels[:, t] is the token position t predicts (input_ids[:, t + 1] for plain text), IGNORE_INDEX where nothing is
+learned (padding, prompts, the last position). Data sources build them so, every model's forward takes them so,
+and `lm_loss` scores them without shifting. Only the Hugging Face boundary (hf/modeling.py) receives HF-style labels
+(labels == input_ids, the model shifts); it converts them with `shift_labels` and then uses the same `lm_loss`.
+
+`linear_cross_entropy(h, W, labels)` = F.cross_entropy(h @ W.T, labels, ignore_index=IGNORE_INDEX) (mean over kept
 targets), computed over chunks of rows. Each chunk's logits live only while that chunk is processed: its
 log-sum-exp gives the loss, and, when a gradient is needed, softmax - onehot is turned at once into the chunk's
 input gradient (g @ W) and accumulated into the weight gradient (g.T @ h), so backward only scales the two stored
@@ -15,9 +22,27 @@ F.cross_entropy in float64.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 IGNORE_INDEX = -100
+"""The label value no loss counts; PyTorch's and Hugging Face's default, the one spelling of it in latentlm."""
 CHUNK_BYTES = 8 * 2**20  # one chunk of fp32 logits: big enough for efficient GEMMs, small enough to stay in cache
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (fp32) of (..., V) logits against pre-shifted targets (...), IGNORE_INDEX skipped."""
+    return F.cross_entropy(logits.flatten(0, -2).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def shift_labels(labels: torch.Tensor) -> torch.Tensor:
+    """HF-style labels (B, T) (labels == input_ids; the model shifts) -> latentlm's pre-shifted targets (B, T):
+    targets[:, t] = labels[:, t + 1], and the last position, which predicts nothing known, is IGNORE_INDEX."""
+    return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+
+
+def count_targets(labels: torch.Tensor) -> int:
+    """The number of labels a loss counts (not IGNORE_INDEX). Reads the tensor: call it on host batches."""
+    return int((labels != IGNORE_INDEX).sum())
 
 
 def chunk_rows(vocab: int, dtype: torch.dtype = torch.float32) -> int:
@@ -67,7 +92,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
 def linear_cross_entropy(
     h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, rows: int | None = None
 ) -> torch.Tensor:
-    """Mean cross-entropy of logits h @ weight.T against labels (-100 ignored). h (..., D), labels (...)."""
+    """Mean cross-entropy of logits h @ weight.T against labels (IGNORE_INDEX skipped). h (..., D), labels (...)."""
     h2 = h.reshape(-1, h.shape[-1])
     rows = rows or chunk_rows(weight.shape[0], h.dtype)
     return _LinearCrossEntropy.apply(h2, weight, labels.reshape(-1), rows)

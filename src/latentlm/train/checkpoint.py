@@ -22,7 +22,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from safetensors.torch import load_model, save_model
 
 from latentlm.config import RunConfig, load_config, to_yaml
 from latentlm.errors import InputError
+from latentlm.train import hooks
 
 CKPT_DIR, LATEST, MANIFEST = "checkpoints", "latest", "manifest.json"
 
@@ -51,8 +51,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         save_model(model, str(tmp / "model.safetensors"))
-        _fault("kill_in_checkpoint", step)  # test hook: die mid-write
-        _fault_enospc("enospc_in_checkpoint", step)
+        hooks.checkpoint_writing(step, tmp)  # installed hooks only (the crash tests' faults); none in production
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
         (tmp / "config.yaml").write_text(to_yaml(cfg))
@@ -94,12 +93,6 @@ def publish(tmp: Path, final: Path, keep: int) -> Path:
 
 def _is_enospc(e: BaseException) -> bool:
     return getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) or "os error 28" in str(e)
-
-
-def _fault_enospc(name: str, step: int) -> None:
-    """Test hook: LATENTLM_FAULT=enospc_in_checkpoint:N raises ENOSPC mid-write (where no tmpfs can be mounted)."""
-    if os.environ.get("LATENTLM_FAULT", "") == f"{name}:{step}":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def clean_stale(run_dir: Path) -> list[Path]:
@@ -395,10 +388,3 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
 
 def _bytes_tensor(s: str) -> torch.Tensor:
     return torch.from_numpy(np.load(io.BytesIO(base64.b64decode(s)), allow_pickle=False))
-
-
-def _fault(name: str, step: int) -> None:
-    """Fault injection for the crash tests: LATENTLM_FAULT=kill_in_checkpoint:4 SIGKILLs at that point."""
-    spec = os.environ.get("LATENTLM_FAULT", "")
-    if spec == f"{name}:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)

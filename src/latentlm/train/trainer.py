@@ -1,8 +1,12 @@
 """THE training loop: every variant trains here, none is special-cased.
 
-Per optimizer step: the data source yields `grad_accum` micro-batches; each micro-batch loss is weighted by
-its share of the step's non-ignored label tokens (over all ranks), so k micro-batches of b rows give exactly
-the update of one batch of k*b rows. A curriculum changes phase through the data source (`phase`,
+Shape: `train` -> `_train` (`_setup` builds a `Run`; `_loop` steps it) -> `train_step` per optimizer step ->
+`forward_backward` per micro-batch. Per optimizer step: the data source yields `grad_accum` micro-batches; each
+micro-batch loss is weighted by its share of the step's non-ignored label tokens (over all ranks), so k
+micro-batches of b rows give exactly the update of one batch of k*b rows. The model's metrics stay on the device
+(`MetricSums`): the loop reads the device once per step (loss sum and gradient norm together, for the divergence
+check) and once more per log step (all metrics together), never per micro-batch. `train/hooks.py` lets tests
+observe or interrupt a run (the crash tests' faults); production installs no hook. A curriculum changes phase through the data source (`phase`,
 `begin_phase`) and may reset the optimizer. Non-finite loss or gradient norm stops training before the
 update, naming the step; the last checkpoint stays intact. Resume restores model, optimizer, schedule
 position, RNG states and data position, so the continued run is bit-identical to an uninterrupted one.
@@ -19,7 +23,9 @@ import contextlib
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,16 +35,16 @@ from latentlm.data.tokenizer import Tokenizer, check_same_tokenizer
 from latentlm.errors import ConfigError, InputError, LatentLMError
 from latentlm.eval.perplexity import evaluate
 from latentlm.models import build_model
+from latentlm.nn.loss import count_targets
 from latentlm.train import checkpoint as ckpt_io
 from latentlm.train import dcp as dcp_io
+from latentlm.train import hooks
 from latentlm.train.device import validate_train_device
 from latentlm.train.distributed import all_reduce_sum, cleanup, init_distributed, wrap_model
 from latentlm.train.distributed import no_sync as dist_no_sync
 from latentlm.train.lock import RunLock
 from latentlm.train.logging import MetricsLogger
 from latentlm.train.optim import build_optimizer, lr_at
-
-IGNORE_INDEX = -100
 
 
 class TrainingDiverged(LatentLMError):
@@ -158,16 +164,165 @@ def train(cfg: RunConfig, on_end=None) -> dict:
         cleanup(dist)
 
 
+@dataclass
+class Run:
+    """What one training process holds, built once by `_setup` and read by the loop."""
+
+    cfg: RunConfig
+    device: torch.device
+    dist: Any  # train.distributed.DistInfo
+    run_dir: Path
+    model: torch.nn.Module  # the unwrapped model (checkpoints, eval, hooks)
+    train_model: torch.nn.Module  # what forward/backward runs through (DDP / FSDP2 / compiled)
+    tokenizer: Tokenizer
+    source: Any  # the data source: next_batch, phase, begin_phase, state_dict
+    optimizer: torch.optim.Optimizer
+    autocast: Any
+    state: dict  # step, tokens_seen, train_time: the counters a checkpoint stores
+    params: list = field(default_factory=list)
+
+
+@dataclass
+class StepResult:
+    loss: float  # mean over the step's non-ignored label tokens of every rank
+    grad_norm: float  # before clipping
+    tokens: int  # input tokens of the step, all ranks
+    metrics: MetricSums
+
+
+class MetricSums:
+    """The model's metrics of one step, weighted by each micro-batch's label tokens. Tensors stay on the device;
+    `means()` reads them all with one device->host copy (done on log steps only)."""
+
+    def __init__(self):
+        self.sums: dict = {}
+        self.weight = 0
+
+    def add(self, metrics: dict, n: int) -> None:
+        self.weight += n
+        for k, v in metrics.items():
+            v = v.detach().float().reshape(()) if torch.is_tensor(v) else float(v)
+            self.sums[k] = self.sums.get(k, 0.0) + v * n
+
+    def means(self) -> dict[str, float]:
+        on_device = [k for k, v in self.sums.items() if torch.is_tensor(v)]
+        host = dict(zip(on_device, torch.stack([self.sums[k] for k in on_device]).tolist())) if on_device else {}
+        return {k: host.get(k, v) / max(self.weight, 1) for k, v in self.sums.items()}
+
+
 def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) -> dict:
     done = finished_run(cfg, run_dir) if not dist.enabled else None
     if done is not None:
         return done
+    run = _setup(cfg, device, dist, run_dir)
+    log = MetricsLogger(
+        run_dir,
+        enabled=dist.is_main,
+        tensorboard=cfg.log.tensorboard,
+        progress=cfg.log.progress,
+        total=cfg.train.max_steps,
+        initial=run.state["step"],
+        resume_step=run.state["step"],
+        run_config=cfg,  # log.wandb
+    )
+    track = {"loss": float("nan"), "val": None}  # the last train loss and val result
+    try:
+        _loop(run, log, track)
+    except KeyboardInterrupt:
+        last = ckpt_io.find_checkpoint(run_dir)
+        where = f"step {ckpt_io.checkpoint_step(last)} ({last})" if last else "the start (no checkpoint yet)"
+        raise KeyboardInterrupt(
+            f"training stopped at step {run.state['step']}; run the same command again to resume from {where}"
+        ) from None
+    finally:
+        log.close()
+    summary = _summary(cfg, run.model, run.state, track["loss"], track["val"])
+    if dist.is_main:
+        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    if on_end is not None:
+        on_end(run.model)
+    return summary
+
+
+def _loop(run: Run, log: MetricsLogger, track: dict) -> None:
+    cfg, t = run.cfg, run.cfg.train
+    phase = None
+    window_t, window_tokens = time.perf_counter(), 0
+    while run.state["step"] < t.max_steps:
+        step = run.state["step"]
+        phase = _enter_phase(run, step, phase)
+        lr = lr_at(step, t)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        if hasattr(run.model, "begin_step"):  # optional model hook: step-dependent losses (e.g. a KL schedule)
+            run.model.begin_step(step)
+        step_start = time.perf_counter()
+        res = train_step(run, step)
+        run.state["step"] = step = step + 1
+        run.state["tokens_seen"] += res.tokens
+        run.state["train_time"] += time.perf_counter() - step_start
+        window_tokens += res.tokens
+        track["loss"] = res.loss
+        log.advance()
+        if _due(step, cfg.log.every, t.max_steps):
+            rates = {"tokens_per_s": window_tokens / (time.perf_counter() - window_t)}
+            row = {"loss": res.loss, "lr": lr, "grad_norm": res.grad_norm, **rates}
+            log.log(step, {**row, "tokens_seen": run.state["tokens_seen"], "phase": phase, **res.metrics.means()})
+            window_t, window_tokens = time.perf_counter(), 0
+        if cfg.eval.every and _due(step, cfg.eval.every, t.max_steps):
+            track["val"] = _validate(run, log, step)
+        if _due(step, t.ckpt_every, t.max_steps):
+            _checkpoint(run, step)
+        hooks.after_step(step)
+
+
+def train_step(run: Run, step: int) -> StepResult:
+    """One optimizer step: `grad_accum` micro-batches through `forward_backward`, each loss weighted by its share
+    of the step's label tokens over all ranks; a non-finite loss or gradient norm stops before the update.
+
+    Host syncs: none per micro-batch. The label counts are read from the source's host tensors; the loss sum and
+    the gradient norm come back in one device->host copy per step (the divergence check needs them before the
+    update); under DDP the global label/token counts add one all-reduce read."""
+    accum, dist = run.cfg.train.grad_accum, run.dist
+    batches = [run.source.next_batch() for _ in range(accum)]
+    counts = [count_targets(b["labels"]) for b in batches]  # the source's host tensors: no device sync
+    n_global, n_tokens = _global_sums(run, sum(counts), sum(b["input_ids"].numel() for b in batches))
+    loss_sum, metrics = torch.zeros((), device=run.device), MetricSums()
+    for i, (batch, n) in enumerate(zip(batches, counts)):
+        out = forward_backward(run, batch, n * dist.world_size / max(n_global, 1.0), sync=i == accum - 1)
+        loss_sum += out.loss.detach().float() * n
+        metrics.add(out.metrics, n)
+    max_norm = run.cfg.train.grad_clip if run.cfg.train.grad_clip > 0 else float("inf")
+    grad_norm = _local(torch.nn.utils.clip_grad_norm_(run.params, max_norm))
+    loss_total, norm = torch.stack([all_reduce_sum(loss_sum, dist), grad_norm.float()]).tolist()  # the one sync
+    step_loss = loss_total / max(n_global, 1.0)
+    if not math.isfinite(step_loss):
+        _diverged(run.run_dir, step, f"loss {step_loss}")
+    if not math.isfinite(norm):
+        _diverged(run.run_dir, step, f"gradient norm {norm}")
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return StepResult(step_loss, norm, int(n_tokens), metrics)
+
+
+def forward_backward(run: Run, batch: dict, weight: float, sync: bool):
+    """Forward one micro-batch and backpropagate `weight` x its loss; gradients are all-reduced (DDP) only when
+    `sync` (the step's last micro-batch). Returns the model's LMOutput."""
+    batch = {k: v.to(run.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    no_sync = contextlib.nullcontext() if sync or not run.dist.enabled else dist_no_sync(run.train_model)
+    with no_sync, run.autocast:
+        out = run.train_model(**batch)
+        (out.loss * weight).backward()
+    return out
+
+
+def _setup(cfg: RunConfig, device: torch.device, dist, run_dir: Path) -> Run:
+    """Tokenizer, model, data source, optimizer and counters, restored from the checkpoint when resuming."""
     if dist.enabled and not dist.is_main:
         torch.distributed.barrier()  # rank 0 prepares data and tokenizer first
     tokenizer = load_tokenizer(cfg)
     if dist.enabled and dist.is_main:
         torch.distributed.barrier()
-
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model = build_model(cfg.model).to(device)
     if tokenizer.vocab_size > model.vocab_size:
@@ -199,7 +354,6 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
             raise InputError(
                 f"cannot write into train.out_dir {run_dir} ({e.strerror or e}); free space or fix it"
             ) from None
-
     train_model, optimizer = dcp_io.wrap_restoring(  # FSDP2: the optimizer is rebuilt on the shards, state kept
         model,
         optimizer,
@@ -209,35 +363,9 @@ def _train(cfg: RunConfig, device: torch.device, dist, run_dir: Path, on_end) ->
     )
     if cfg.train.compile:
         train_model = torch.compile(train_model)
+    params = [p for p in model.parameters() if p.requires_grad]
     autocast = autocast_for(cfg, device)
-    t = cfg.train
-    log = MetricsLogger(
-        run_dir,
-        enabled=dist.is_main,
-        tensorboard=cfg.log.tensorboard,
-        progress=cfg.log.progress,
-        total=t.max_steps,
-        initial=state["step"],
-        resume_step=state["step"],
-        run_config=cfg,  # log.wandb
-    )
-    track = {"loss": float("nan"), "val": None}  # the last train loss and val result
-    try:
-        _loop(cfg, device, dist, run_dir, model, train_model, tokenizer, source, optimizer, state, log, autocast, track)
-    except KeyboardInterrupt:
-        last = ckpt_io.find_checkpoint(run_dir)
-        where = f"step {ckpt_io.checkpoint_step(last)} ({last})" if last else "the start (no checkpoint yet)"
-        raise KeyboardInterrupt(
-            f"training stopped at step {state['step']}; run the same command again to resume from {where}"
-        ) from None
-    finally:
-        log.close()
-    summary = _summary(cfg, model, state, track["loss"], track["val"])
-    if dist.is_main:
-        (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
-    if on_end is not None:
-        on_end(model)
-    return summary
+    return Run(cfg, device, dist, run_dir, model, train_model, tokenizer, source, optimizer, autocast, state, params)
 
 
 def _data_where(cfg) -> str:
@@ -248,88 +376,52 @@ def _data_where(cfg) -> str:
     return f"the data's tokenizer ({shard_dir(cfg) / 'tokenizer.json'})"
 
 
-def _loop(cfg, device, dist, run_dir, model, train_model, tokenizer, source, optimizer, state, log, autocast, track):
-    params = [p for p in model.parameters() if p.requires_grad]
-    t, accum = cfg.train, cfg.train.grad_accum
-    phase = None
-    window_t, window_tokens = time.perf_counter(), 0
+def _due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
 
-    while state["step"] < t.max_steps:
-        step = state["step"]
-        if source.phase(step) != phase:  # a new phase, or the first step of this process (fresh or resumed)
-            phase = source.phase(step)
-            source.begin_phase(phase, model)
-            if t.reset_optimizer_on_phase and step > 0 and phase != source.phase(step - 1):
-                optimizer.state.clear()  # only at a real boundary: a resume mid-phase keeps the restored state
-        lr = lr_at(step, t)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        if hasattr(model, "begin_step"):  # optional model hook: step-dependent losses (e.g. a KL schedule)
-            model.begin_step(step)
 
-        step_start = time.perf_counter()
-        batches = [source.next_batch() for _ in range(accum)]
-        counts = [int((b["labels"] != IGNORE_INDEX).sum()) for b in batches]
-        n_global = float(all_reduce_sum(torch.tensor(float(sum(counts)), device=device), dist))
-        loss_sum, metric_sums = torch.zeros((), device=device), {}
-        for i, (batch, n) in enumerate(zip(batches, counts)):
-            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-            sync = contextlib.nullcontext() if i == accum - 1 or not dist.enabled else dist_no_sync(train_model)
-            with sync, autocast:
-                out = train_model(**batch)
-                (out.loss * (n * dist.world_size / max(n_global, 1.0))).backward()
-            loss_sum += out.loss.detach().float() * n
-            for k, v in out.metrics.items():
-                metric_sums[k] = metric_sums.get(k, 0.0) + float(v) * n
-        step_loss = float(all_reduce_sum(loss_sum, dist)) / max(n_global, 1.0)
-        if not math.isfinite(step_loss):
-            _diverged(run_dir, step, f"loss {step_loss}")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
-        if not math.isfinite(float(grad_norm)):
-            _diverged(run_dir, step, f"gradient norm {float(grad_norm)}")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+def _enter_phase(run: Run, step: int, phase):
+    """The curriculum phase of `step`; entering one (or the first step of this process, fresh or resumed) tells
+    the source, and a real phase boundary may reset the optimizer state."""
+    now = run.source.phase(step)
+    if now != phase:
+        run.source.begin_phase(now, run.model)
+        if run.cfg.train.reset_optimizer_on_phase and step > 0 and now != run.source.phase(step - 1):
+            run.optimizer.state.clear()  # only at a real boundary: a resume mid-phase keeps the restored state
+    return now
 
-        n_tokens = int(all_reduce_sum(torch.tensor(sum(b["input_ids"].numel() for b in batches), device=device), dist))
-        state["step"] += 1
-        state["tokens_seen"] += n_tokens
-        state["train_time"] += time.perf_counter() - step_start
-        window_tokens += n_tokens
-        track["loss"] = step_loss
-        log.advance()
-        step = state["step"]
 
-        if step % cfg.log.every == 0 or step == t.max_steps:
-            elapsed = time.perf_counter() - window_t
-            metrics = {
-                "loss": step_loss,
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "tokens_per_s": window_tokens / elapsed,
-                "tokens_seen": state["tokens_seen"],
-                "phase": phase,
-            }
-            metrics.update({k: v / max(sum(counts), 1) for k, v in metric_sums.items()})
-            log.log(step, metrics)
-            window_t, window_tokens = time.perf_counter(), 0
-        if cfg.eval.every and (step % cfg.eval.every == 0 or step == t.max_steps):
-            with torch.random.fork_rng(
-                devices=[device] if device.type == "cuda" else []
-            ):  # eval must not shift training RNG
-                last_val = track["val"] = evaluate(
-                    model, tokenizer, cfg, "val", max_batches=cfg.eval.batches, device=device
-                )
-            log.log(step, {k: v for k, v in last_val.items() if isinstance(v, (int, float))}, kind="val")
-        if step % t.ckpt_every == 0 or step == t.max_steps:
-            if dcp_io.is_sharded(model):  # every rank writes its shards (torch.distributed.checkpoint)
-                full = {**state, "data": source.state_dict(), "rng": ckpt_io.rng_state()}
-                dcp_io.save_checkpoint(run_dir, step, model, optimizer, full, cfg, tokenizer, t.keep_checkpoints)
-            elif dist.is_main:
-                full = {**state, "data": source.state_dict(), "rng": ckpt_io.rng_state()}
-                ckpt_io.save_checkpoint(run_dir, step, model, optimizer, full, cfg, tokenizer, t.keep_checkpoints)
-            if dist.enabled:
-                torch.distributed.barrier()
-        _fault_after_step(step)
+def _global_sums(run: Run, labels: int, tokens: int) -> tuple[float, int]:
+    """The step's label tokens and input tokens summed over ranks (plain host numbers on one rank)."""
+    if not run.dist.enabled:
+        return float(labels), tokens
+    both = all_reduce_sum(torch.tensor([labels, tokens], dtype=torch.float64, device=run.device), run.dist)
+    n, t = both.tolist()
+    return n, int(t)
+
+
+def _local(norm: torch.Tensor) -> torch.Tensor:
+    """The gradient norm as a plain tensor (under FSDP2 clip_grad_norm_ returns a DTensor)."""
+    from torch.distributed.tensor import DTensor
+
+    return norm.full_tensor() if isinstance(norm, DTensor) else norm
+
+
+def _validate(run: Run, log: MetricsLogger, step: int) -> dict:
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):  # keeps training RNG
+        val = evaluate(run.model, run.tokenizer, run.cfg, "val", max_batches=run.cfg.eval.batches, device=run.device)
+    log.log(step, {k: v for k, v in val.items() if isinstance(v, (int, float))}, kind="val")
+    return val
+
+
+def _checkpoint(run: Run, step: int) -> None:
+    sharded = dcp_io.is_sharded(run.model)  # FSDP2: every rank writes its shards (torch.distributed.checkpoint)
+    if sharded or run.dist.is_main:
+        full = {**run.state, "data": run.source.state_dict(), "rng": ckpt_io.rng_state()}
+        save = dcp_io.save_checkpoint if sharded else ckpt_io.save_checkpoint
+        save(run.run_dir, step, run.model, run.optimizer, full, run.cfg, run.tokenizer, run.cfg.train.keep_checkpoints)
+    if run.dist.enabled:
+        torch.distributed.barrier()
 
 
 def _summary(cfg, model, state, last_loss, last_val) -> dict:
@@ -354,7 +446,3 @@ def _diverged(run_dir: Path, step: int, what: str):
     last = ckpt_io.find_checkpoint(run_dir)
     where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
     raise TrainingDiverged(f"training diverged: non-finite {what} at step {step + 1}; {where} (try a lower train.lr)")
-
-
-def _fault_after_step(step: int) -> None:
-    ckpt_io._fault("kill_after_step", step)

@@ -55,26 +55,6 @@ def _flag_label(flags: dict | None) -> str:
     return " / ".join(FLAG_TEXT[k] for k in FLAG_TEXT if flags and flags.get(k))
 
 
-def loss_curves(runs: dict[str, Path], out: Path, title: str = "training and validation loss") -> Path:
-    """One panel: train loss (thin) and val loss (markers) per run, against optimizer steps."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, (name, run_dir) in enumerate(runs.items()):
-        rows = read_metrics(run_dir)
-        color = f"C{i}"
-        train = [(r["step"], r["loss"]) for r in rows if r.get("kind") == "train"]
-        val = [(r["step"], r["loss"]) for r in rows if r.get("kind") == "val"]
-        if train:
-            ax.plot(*zip(*train), color=color, lw=1, alpha=0.7, label=f"{name} train")
-        if val:
-            ax.plot(*zip(*val), color=color, marker="o", ls="--", label=f"{name} val")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats / token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, out)
-
-
 def loss_band(arms: dict[str, list[Path]], out: Path, title: str = "loss over seeds") -> Path:
     """Per arm: mean train loss over seeds (line) with the min-max band over seeds, and mean val loss (markers),
     at the steps every seed logged."""

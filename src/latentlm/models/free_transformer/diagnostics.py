@@ -28,6 +28,7 @@ import torch
 from latentlm.models.decoder import padding_layout, token_logprobs
 from latentlm.models.free_transformer.latent import bit_table, sample_codes
 from latentlm.nn import SamplingConfig
+from latentlm.nn.loss import IGNORE_INDEX
 
 DEAD_GAP_NATS = 0.01
 """Below this posterior-vs-prior CE gap (nats/token) the decoder is flagged as ignoring Z."""
@@ -37,7 +38,7 @@ def _ids_mask(batch):
     if isinstance(batch, dict):
         ids = batch["input_ids"]
         mask = batch.get("attention_mask")
-        keep = batch["labels"][:, :-1] != -100 if "labels" in batch else None
+        keep = batch["labels"][:, :-1] != IGNORE_INDEX if "labels" in batch else None
     else:
         ids, mask, keep = batch, None, None
     if keep is None:

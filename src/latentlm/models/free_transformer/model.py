@@ -38,6 +38,7 @@ from latentlm.models.free_transformer.latent import (
     sample_codes,
 )
 from latentlm.nn import AttnContext
+from latentlm.nn.loss import IGNORE_INDEX
 from latentlm.outputs import LMOutput
 
 
@@ -101,7 +102,7 @@ class FreeTransformer(Decoder):
             if z_codes is None:
                 bit_logits = self.encoder(h, self.encoder_context(positions, attention_mask))  # (B, T, H)
                 r = binary_mapper(bit_logits, self.post_sampler, sample_codes(bit_logits), c.mapper_budget)
-                mask = None if labels is None else (labels != -100).float()
+                mask = None if labels is None else (labels != IGNORE_INDEX).float()
                 kl_bits = binary_kl(bit_logits)  # (B, T, H) nats
                 kl_t = kl_bits.sum(-1)
                 kappa = self.kappa_bits
