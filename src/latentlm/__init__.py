@@ -12,7 +12,7 @@ def load(path, device: str = "cpu"):
     """Load a run directory, a checkpoint or a folder made by `latentlm export` -> (model, tokenizer).
     Needs nothing but the path."""
     from latentlm.hf.export import is_export, load_export
-    from latentlm.train.checkpoint import load_run
+    from latentlm.rundir import load_run
 
     if is_export(path):
         return load_export(path, device=device)

@@ -31,16 +31,11 @@ from latentlm.nn import SamplingConfig
 
 
 def sliding_window_reason(model) -> str | None:
-    """None if the model's context may be cropped and prefilled again; else why not."""
-    c = model.config
-    variant = getattr(c, "variant", type(model).__name__)
-    if variant == "latent_thoughts":
-        return "its context holds latent thoughts that are not tokens, so it cannot be cropped"
-    if variant == "free_transformer" and getattr(c, "latent", False):
-        return "cropping would redraw the latent codes Z of the kept tokens"
-    if variant in ("gpt", "thoughtbubbles", "free_transformer"):
-        return None
-    return f"sliding is not established for variant {variant!r}"
+    """None if the model's context may be cropped and prefilled again; else why not (the variant's spec says,
+    `Generation.slide_blocker`)."""
+    from latentlm.models import variant_spec
+
+    return variant_spec(model.config).generation.slide_blocker(model.config)
 
 
 def generate(
