@@ -1,8 +1,9 @@
 """latentlm: latent-space reasoning in transformers, on one shared core, trainer and evaluator."""
 
 from latentlm.config import RunConfig, load_config
-from latentlm.models import VARIANTS, build_model
+from latentlm.models import VARIANTS, build_model, register
 from latentlm.models.config import DecoderConfig
+from latentlm.models.spec import VariantSpec
 from latentlm.outputs import LMOutput
 
 __version__ = "0.1.0"
@@ -19,4 +20,14 @@ def load(path, device: str = "cpu"):
     return load_run(path, device=device)
 
 
-__all__ = ["load", "VARIANTS", "build_model", "RunConfig", "DecoderConfig", "LMOutput", "load_config"]
+__all__ = [
+    "load",
+    "VARIANTS",
+    "VariantSpec",
+    "register",
+    "build_model",
+    "RunConfig",
+    "DecoderConfig",
+    "LMOutput",
+    "load_config",
+]

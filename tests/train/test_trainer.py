@@ -24,6 +24,7 @@ def use_source(monkeypatch, build_source) -> None:
 
     monkeypatch.setitem(VARIANTS, "gpt", replace(VARIANTS["gpt"], build_source=build_source))
 
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs/gpt/tiny.yaml"
 

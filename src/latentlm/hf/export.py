@@ -211,7 +211,7 @@ def load_export(path: str | Path, device: str = "cpu"):
     if (path / LATENT_META).is_file():  # a base_model export (VariantSpec.hf_export)
         meta = json.loads((path / LATENT_META).read_text())
         run = dict(meta["run"])
-        spec = variant_spec(run["model"].get("variant", "latent_thoughts"))
+        spec = variant_spec(run["model"]["variant"])
         run["model"] = spec.hf_export.relocate(run["model"], path)  # the fine-tuned base is this folder
         cfg = build(RunConfig, run)
         model = spec.build(cfg.model)

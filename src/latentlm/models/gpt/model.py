@@ -8,16 +8,6 @@ from dataclasses import dataclass
 
 from latentlm.models.config import DecoderConfig
 from latentlm.models.decoder import Decoder
-from latentlm.models.spec import (
-    Generation,
-    HFExport,
-    VariantSpec,
-    decoder_blocks,
-    decoder_flops,
-    decoder_params,
-    slides,
-    standard_source,
-)
 
 
 @dataclass
@@ -31,15 +21,3 @@ class GPT(Decoder):
 
 
 Config, Model = GPTConfig, GPT
-
-SPEC = VariantSpec(
-    name="gpt",
-    config=GPTConfig,
-    model=GPT,
-    build_source=standard_source,
-    shard_units=decoder_blocks,
-    hf_export=HFExport("wrapper"),
-    flops_per_token=decoder_flops,
-    num_params=decoder_params,
-    generation=Generation(slide_blocker=slides),
-)
