@@ -134,3 +134,25 @@ def test_fsdp_units_come_from_the_spec_latent_thoughts_gives_its_base_models_lay
     units = fsdp_units(lt)
     layers = list(lt.base.model.layers)
     assert units == layers and len(units) == lt.base.config.num_hidden_layers >= 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["eval", "{run}", "--score-mode", "prefix"],
+            "--score-mode=prefix does not apply to this run (gpt, score modes",
+        ),
+        (["eval", "{run}", "--allocation"], "--allocation measures thoughtbubbles runs; this run is 'gpt'"),
+        (["eval", "{run}", "--bubbles", "ROMEO"], "--bubbles measures thoughtbubbles runs; this run is 'gpt'"),
+        (["generate", "{run}", "--prompt", "a", "--trace"], "--trace shows latent steps; this run (gpt) has none"),
+    ],
+)
+def test_the_cli_refuses_what_the_spec_does_not_offer_with_one_line(tmp_path, capsys, argv, message):
+    from tests.hf.conftest import make_run
+
+    make_run(tmp_path / "run")
+    assert main([a.format(run=tmp_path / "run") for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "results.json").exists()
