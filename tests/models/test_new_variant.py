@@ -3,6 +3,9 @@ src/) trains, evaluates, generates, exports to HF and loads back with no change 
 spec fails when it is registered, with one error naming the variant and the missing field."""
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -17,6 +20,20 @@ from latentlm.shipped import config_path
 from latentlm.train.distributed import fsdp_units
 from tests.conftest import tiny_run_overrides
 from tests.models.toy_variant import ToyConfig, ToyScaled
+
+HIDDEN_LOADER = r"""
+import json, sys
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("latentlm", "tests"):
+            raise ImportError("hidden")
+sys.meta_path.insert(0, Hide())
+import torch
+from transformers import AutoModelForCausalLM
+m = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+with torch.no_grad():
+    torch.save(m(input_ids=torch.tensor(json.loads(sys.argv[2]))).logits, sys.argv[3])
+"""
 
 TOY = VariantSpec(
     name="toy",
@@ -36,9 +53,7 @@ def toy():
     del VARIANTS["toy"]
 
 
-def test_a_toy_variant_trains_evaluates_exports_and_loads_back(toy, data_root, tmp_path, capsys, monkeypatch):
-    from transformers import AutoModelForCausalLM, dynamic_module_utils
-
+def test_a_toy_variant_trains_evaluates_exports_and_loads_back(toy, data_root, tmp_path, capsys):
     from latentlm.hf.export import export_run
     from latentlm.train.trainer import train
 
@@ -63,13 +78,14 @@ def test_a_toy_variant_trains_evaluates_exports_and_loads_back(toy, data_root, t
     assert (out / "tests_models_toy_variant.py").is_file()  # the variant's own source, flattened
     ids = torch.randint(1, 200, (2, 12), generator=torch.Generator().manual_seed(0))
     back, _ = latentlm.load(out)
-    monkeypatch.setattr(dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
-    hf = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
     with torch.no_grad():
         want = model(ids).logits
         torch.testing.assert_close(back(ids).logits, want, atol=0, rtol=0)
-        torch.testing.assert_close(hf(input_ids=ids).logits, want, atol=1e-5, rtol=0)
-    assert type(hf.model).__module__ != ToyScaled.__module__  # built from the folder's copy, not from tests/
+    # transformers alone, with latentlm and tests/ hidden: the folder's flattened copy of the toy's code
+    env = {**os.environ, "PYTHONPATH": "", "HF_MODULES_CACHE": str(tmp_path / "hf_modules")}
+    script = [sys.executable, "-c", HIDDEN_LOADER, str(out), json.dumps(ids.tolist()), str(tmp_path / "hf.pt")]
+    subprocess.run(script, env=env, check=True, cwd=tmp_path, capture_output=True)
+    torch.testing.assert_close(torch.load(tmp_path / "hf.pt", weights_only=True), want, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(
