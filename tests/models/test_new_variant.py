@@ -53,14 +53,18 @@ def toy():
     del VARIANTS["toy"]
 
 
-def test_a_toy_variant_trains_evaluates_exports_and_loads_back(toy, data_root, tmp_path, capsys):
-    from latentlm.hf.export import export_run
+def train_toy(tmp_path):
     from latentlm.train.trainer import train
 
     over = tiny_run_overrides(tmp_path, **{"model.variant": "toy", "train.max_steps": 4, "eval.every": 4})
-    summary = train(load_config(config_path("gpt/tiny"), over))
+    return train(load_config(config_path("gpt/tiny"), over)), tmp_path / "run"
+
+
+def test_a_toy_variant_trains_evaluates_exports_and_loads_back(toy, data_root, tmp_path, capsys):
+    from latentlm.hf.export import export_run
+
+    summary, run = train_toy(tmp_path)
     assert summary["variant"] == "toy" and summary["steps"] == 4
-    run = tmp_path / "run"
     val = json.loads((run / "train_summary.json").read_text())["val"]
     assert summary["final_train_loss"] < 5.8 and val["loss"] < 5.8  # below log(300): it learned something
     # accounting comes from the spec: the decoder's FLOPs, and params counting the new gain once
@@ -79,12 +83,23 @@ def test_a_toy_variant_trains_evaluates_exports_and_loads_back(toy, data_root, t
     ids = torch.randint(1, 200, (2, 12), generator=torch.Generator().manual_seed(0))
     back, _ = latentlm.load(out)
     with torch.no_grad():
-        want = model(ids).logits
-        torch.testing.assert_close(back(ids).logits, want, atol=0, rtol=0)
-    # transformers alone, with latentlm and tests/ hidden: the folder's flattened copy of the toy's code
+        torch.testing.assert_close(back(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+@pytest.mark.slow
+def test_the_toy_export_loads_with_transformers_alone(toy, data_root, tmp_path):
+    """transformers with latentlm and tests/ hidden runs the folder's flattened copy of the toy's code."""
+    from latentlm.hf.export import export_run
+
+    _, run = train_toy(tmp_path)
+    model, _ = latentlm.load(run)
+    out = export_run(run, tmp_path / "export")
+    ids = torch.randint(1, 200, (2, 12), generator=torch.Generator().manual_seed(0))
     env = {**os.environ, "PYTHONPATH": "", "HF_MODULES_CACHE": str(tmp_path / "hf_modules")}
     script = [sys.executable, "-c", HIDDEN_LOADER, str(out), json.dumps(ids.tolist()), str(tmp_path / "hf.pt")]
     subprocess.run(script, env=env, check=True, cwd=tmp_path, capture_output=True)
+    with torch.no_grad():
+        want = model(ids).logits
     torch.testing.assert_close(torch.load(tmp_path / "hf.pt", weights_only=True), want, atol=1e-5, rtol=0)
 
 
