@@ -15,7 +15,6 @@ latentlm demo                                      train, evaluate and compare t
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 
@@ -34,15 +33,20 @@ def cmd_train(args, extra: list[str]) -> int:
 
 def cmd_eval(args, extra: list[str]) -> int:
     from latentlm import load
+    from latentlm.models import variant_spec
     from latentlm.results import merge_results, provenance, result_key
 
     check_eval_args(args)
     model, tok = load(args.run_dir)
     cfg = model.run_config
-    check_eval_fits_run(args, cfg)
-    if args.score_mode is not None:  # thoughtbubbles: score each position from its own prefix (no leak)
-        if not hasattr(model.config, "score_mode"):
-            raise InputError(f"--score-mode applies to thoughtbubbles runs; {args.run_dir} is {model.config.variant}")
+    spec = variant_spec(cfg.model)
+    check_eval_fits_run(args, spec)
+    if args.score_mode is not None:  # e.g. thoughtbubbles: score each position from its own prefix (no leak)
+        if args.score_mode not in spec.score_modes:
+            raise InputError(
+                f"--score-mode={args.score_mode} does not apply to this run ({spec.name}, score modes: "
+                f"{', '.join(spec.score_modes) or 'one'}); it applies to thoughtbubbles runs"
+            )
         model.config.score_mode = args.score_mode
     specific = [
         args.leak,
@@ -66,7 +70,7 @@ def cmd_eval(args, extra: list[str]) -> int:
             f"{res['corpus']} {args.split}: loss {res['loss']:.4f}  ppl {res['ppl']:.2f}  "
             f"bits/byte {res['bits_per_byte']:.4f}  ({res['tokens']} tokens; {res['note']})"
         )
-        diag = model.diagnostics(tok, cfg, args.split, args.max_batches) if hasattr(model, "diagnostics") else None
+        diag = None if spec.diagnostics is None else spec.diagnostics(model, tok, cfg, args.split, args.max_batches)
         if diag is not None:  # a variant with a latent says whether its decoder uses it
             merge_results(args.run_dir, result_key(f"{key}:latent", max_batches=args.max_batches), diag, prov)
             print("\n".join(diag["report"]))
@@ -139,14 +143,16 @@ def cmd_generate(args, extra: list[str]) -> int:
     import torch
 
     from latentlm import load
+    from latentlm.models import variant_spec
     from latentlm.nn import SamplingConfig
 
     check_generate_args(args)
     model, tok = load(args.run_dir)
-    if args.trace and "return_trace" not in inspect.signature(model.generate).parameters:
+    gen = variant_spec(model.config).generation
+    if args.trace and not gen.trace:
         raise InputError(f"--trace shows latent steps; this run ({model.config.variant}) has none")
-    # latent-thought runs format the prompt as their method expects (e.g. Coconut appends <bot>)
-    prompt = torch.tensor([model.prompt_ids(args.prompt) if hasattr(model, "prompt_ids") else tok.encode(args.prompt)])
+    # the variant's inference format (e.g. Coconut appends <bot>); plain tokenization otherwise
+    prompt = torch.tensor([gen.encode_prompt(model, tok, args.prompt)])
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     new: list[int] = []
     printed = ""
@@ -250,13 +256,15 @@ def check_eval_args(args) -> None:
             raise InputError(f"{flag} must be >= 1 (omit it to evaluate everything), got {value}")
 
 
-def check_eval_fits_run(args, cfg) -> None:
-    variant = cfg.model.variant
-    if args.reasoning is not None and variant != "latent_thoughts":
-        raise InputError(
-            f"--reasoning measures latent-thought runs (variant latent_thoughts); this run is {variant!r}: "
-            "use --val, --choice or --tasks"
-        )
+def check_eval_fits_run(args, spec) -> None:
+    """Variant-specific evaluators apply where the variant's spec lists them (VariantSpec.eval_extras)."""
+    for flag, extra, which in (
+        (args.reasoning is not None, "reasoning", "latent-thought runs (variant latent_thoughts)"),
+        (args.allocation, "allocation", "thoughtbubbles runs"),
+        (args.bubbles is not None, "bubbles", "thoughtbubbles runs"),
+    ):
+        if flag and extra not in spec.eval_extras:
+            raise InputError(f"--{extra} measures {which}; this run is {spec.name!r}: use --val, --choice or --tasks")
     if args.policy is not None and args.reasoning is None:
         raise InputError("--policy applies to --reasoning only")
 

@@ -6,7 +6,7 @@ tokens and prefilled again for every further token (the cache holds the window p
 each token is predicted from exactly the most recent `max_seq_len - 1` tokens, like nanoGPT's
 `idx[:, -block_size:]`.
 
-Which models may slide:
+Which models may slide is the variant's to say (`VariantSpec.generation.slide_blocker`):
 - gpt: RoPE attention depends only on relative positions, so a cropped window restarting at position 0 is the
   same computation as the window anywhere else.
 - thoughtbubbles: forking is a function of the window's tokens, recomputed on every prefill; RoPE as above.
@@ -14,7 +14,8 @@ Which models may slide:
 It is an error, naming the limit, for
 - free_transformer with a latent: the kept tokens' latent codes Z would be redrawn from the prior, no longer the
   codes the tokens were sampled with;
-- latent_thoughts: the context holds continuous thoughts that are not tokens; cropping drops them or the question.
+- latent_thoughts: the context holds continuous thoughts that are not tokens; cropping drops them or the question;
+- a variant that does not declare it (the default blocker: sliding is not established for it).
 
 Seeded sampling stays reproducible: the k-th re-prefill samples with seed + k.
 """
@@ -31,16 +32,11 @@ from latentlm.nn import SamplingConfig
 
 
 def sliding_window_reason(model) -> str | None:
-    """None if the model's context may be cropped and prefilled again; else why not."""
-    c = model.config
-    variant = getattr(c, "variant", type(model).__name__)
-    if variant == "latent_thoughts":
-        return "its context holds latent thoughts that are not tokens, so it cannot be cropped"
-    if variant == "free_transformer" and getattr(c, "latent", False):
-        return "cropping would redraw the latent codes Z of the kept tokens"
-    if variant in ("gpt", "thoughtbubbles", "free_transformer"):
-        return None
-    return f"sliding is not established for variant {variant!r}"
+    """None if the model's context may be cropped and prefilled again; else why not (the variant's spec says,
+    `Generation.slide_blocker`)."""
+    from latentlm.models import variant_spec
+
+    return variant_spec(model.config).generation.slide_blocker(model.config)
 
 
 def generate(

@@ -26,9 +26,9 @@ def is_partial(key: str) -> bool:
 def provenance(model, tokenizer=None, **scope) -> dict:
     """Where a result came from: checkpoint, step, sha256 of model.safetensors, scope, tokenizer hash, version."""
     from latentlm import __version__
-    from latentlm.train.checkpoint import checkpoint_step, read_manifest, sha256_file
+    from latentlm.rundir import checkpoint_step, read_manifest, sha256_file
 
-    ckpt = getattr(model, "checkpoint_path", None)
+    ckpt = model.checkpoint_path  # set by latentlm.load (None for an exported folder)
     out: dict = {"checkpoint": None if ckpt is None else str(ckpt)}
     if ckpt is not None:
         manifest = read_manifest(ckpt) or {}

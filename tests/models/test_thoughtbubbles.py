@@ -65,12 +65,11 @@ def test_stream_count_is_k_after_each_fork_and_every_token_survives(budget, T):
 
 
 def test_every_token_keeps_a_stream_under_hostile_scores():
-    model = tb(fork_layers=[1, 2], budget=1.0)
-    for fork in model.forks.values():
-        fork.score = FixedScores(-100.0, -100.0)  # every candidate scores at the clip
     x = torch.randint(0, 64, (2, 9))
-    for mode in ("global", "causal"):
-        model.config.budget_mode = mode
+    for mode in ("global", "causal"):  # the fork rule is chosen at construction: one model per mode
+        model = tb(fork_layers=[1, 2], budget=1.0, budget_mode=mode)
+        for fork in model.forks.values():
+            fork.score = FixedScores(-100.0, -100.0)  # every candidate scores at the clip
         _, stats = model.run_streams(model.initial_state(x), 9, torch.zeros(2))
         for st in stats.values():
             assert bool((tokens_count(st.tau, st.alive, 9)[:, :9] == 1).all())
@@ -387,3 +386,40 @@ def test_causal_flop_target_is_met_on_average_and_keeps_zero_leak():
     assert fixed.stream_multipliers(24, data[0]) != model.stream_multipliers(24, data[0])  # not the 0.5 rule
     assert measure_leak(model, data[0])["max_abs_dlogp"] < 1e-5  # constant thresholds: decisions stay per token
     assert [float(f.log_thr) for f in model.forks.values()] == thresholds  # evaluation does not move them
+
+
+def test_flops_from_a_forward_output_match_the_batch_measurement_and_the_budget():
+    """FLOPs travel with the output: the streams its fork layers kept give the same count as a measurement on the
+    same batch (causal), and the budget's exact count (global); a forward leaves no state on the model."""
+    torch.manual_seed(5)
+    causal = tb(budget_mode="causal", causal_threshold=0.3, causal_cap=3)
+    for fork in causal.forks.values():
+        nn.init.normal_(fork.score.weight, 0, 2.0)
+    x = torch.randint(0, 64, (3, 16))
+    state = dict(vars(causal))
+    out = causal(x)
+    assert dict(vars(causal)).keys() == state.keys()  # nothing written on the module by forward
+    assert causal.stream_multipliers(16, output=out) == causal.stream_multipliers(16, x)
+    assert causal.flops_per_token(16, output=out) == causal.flops_per_token(16, x)
+    assert causal.flops_per_token(16, output=out) < causal.flops_per_token(16)  # the cap is an upper bound
+    glob = tb(budget=1.5)
+    assert glob.stream_multipliers(16, output=glob(x)) == glob.stream_multipliers(16) == [1.0, 1.5, 1.5, 1.5]
+
+
+def test_the_fork_rule_is_chosen_once_from_the_config():
+    from latentlm.models.thoughtbubbles.rules import CausalThreshold, DuplicateTokens, GlobalTopK, NoForks
+
+    dup = tb(duplicate_tokens=True, fork_layers=[1, 2])
+    assert isinstance(dup.fork_rule, DuplicateTokens) and dup.fork_rule.layers == (1,) and list(dup.forks) == ["1"]
+    assert not hasattr(dup.forks["1"], "score")  # unscored: p = 1 everywhere
+    assert isinstance(tb().fork_rule, GlobalTopK) and tb().fork_rule.leaks
+    causal = tb(budget_mode="causal").fork_rule
+    assert isinstance(causal, CausalThreshold) and not causal.leaks
+    assert isinstance(tb(fork_layers=[]).fork_rule, NoForks)
+    # the duplicated baseline's FLOPs by hand: block 0 at one stream per token, blocks 1-3 at two (2T queries over
+    # causal keys), the head once per token, no score heads (it has none)
+    assert dup.stream_multipliers(16) == [1.0, 2.0, 2.0, 2.0]
+    layer = (dup.matmul_params() - 32 * 64) / 4
+    attn = 4 * 4 * 8  # 4 * n_heads * head_dim per (query, key) pair
+    fwd = (2 * layer + attn * 17 / 2) + 3 * 2 * (2 * layer + attn * 33 / 2) + 2 * 32 * 64
+    assert dup.flops_per_token(16) == pytest.approx(3 * fwd, rel=1e-12)

@@ -41,7 +41,7 @@ def test_update_equals_a_hand_written_adamw_in_float64():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 4))
     cfg = TrainConfig(lr=1e-2, weight_decay=0.1, beta1=0.9, beta2=0.95)
-    opt = build_optimizer(model, cfg)
+    opt = build_optimizer(model, cfg, no_decay_params=())  # a plain module: no variant spec
     ref = [(p.detach().double().clone(), p.dim() >= 2) for p in model.parameters()]
     m = [torch.zeros_like(p) for p, _ in ref]
     v = [torch.zeros_like(p) for p, _ in ref]

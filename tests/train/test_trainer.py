@@ -16,6 +16,16 @@ from latentlm.train.checkpoint import find_checkpoint, load_run
 from latentlm.train.trainer import TrainingDiverged, train
 from tests.conftest import tiny_run_overrides
 
+
+def use_source(monkeypatch, build_source) -> None:
+    """Train gpt runs on a test data source: the trainer takes its source from the variant's spec."""
+    from dataclasses import replace
+
+    from latentlm.models import VARIANTS
+
+    monkeypatch.setitem(VARIANTS, "gpt", replace(VARIANTS["gpt"], build_source=build_source))
+
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs/gpt/tiny.yaml"
 
@@ -85,9 +95,7 @@ def step_gradients(cfg) -> dict:
 def test_grad_accumulation_equals_one_big_batch(data_root, tmp_path, monkeypatch, masked):
     """k micro-batches of b rows give the gradient of one batch of k*b rows, also with unequal label masks."""
     if masked:
-        monkeypatch.setattr(
-            trainer_mod, "build_source", lambda cfg, tok, split, r, w: MaskedSource(8 // cfg.train.grad_accum)
-        )
+        use_source(monkeypatch, lambda cfg, tok, split, r, w: MaskedSource(8 // cfg.train.grad_accum))
     common = {"train.max_steps": 1, "train.batch_size": 8, "eval.every": 0}
     big = step_gradients(cfg_for(tmp_path, **common, **{"train.out_dir": tmp_path / "big"}))
     small = step_gradients(cfg_for(tmp_path, **common, **{"train.grad_accum": 4, "train.out_dir": tmp_path / "acc"}))
@@ -200,11 +208,13 @@ def test_kill_during_checkpoint_write_keeps_the_previous_one(data_root, tmp_path
 
 
 def test_resume_refuses_another_variant_and_existing_runs_are_not_overwritten(data_root, tmp_path, monkeypatch):
-    from latentlm.models import VARIANTS, Variant
+    from dataclasses import replace
+
+    from latentlm.models import VARIANTS
 
     train(cfg_for(tmp_path, **{"train.max_steps": 2, "eval.every": 0}))
     before = (tmp_path / "run" / "config.yaml").read_text()
-    monkeypatch.setitem(VARIANTS, "other", Variant("latentlm.models.gpt"))
+    monkeypatch.setitem(VARIANTS, "other", replace(VARIANTS["gpt"], name="other"))
     with pytest.raises(InputError, match=r"it is a 'gpt' checkpoint and this config builds 'other'"):
         train(cfg_for(tmp_path, **{"model.variant": "other"}))
     with pytest.raises(InputError, match="already holds a run; continue it with --train.resume=auto"):
@@ -255,7 +265,7 @@ class PhasedSource(MaskedSource):
 
 
 def test_resume_across_curriculum_phases_is_exact(data_root, tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "build_source", lambda cfg, tok, split, r, w: PhasedSource(4))
+    use_source(monkeypatch, lambda cfg, tok, split, r, w: PhasedSource(4))
     common = {
         "train.reset_optimizer_on_phase": "true",
         "train.schedule": "constant",

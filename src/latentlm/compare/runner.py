@@ -60,7 +60,7 @@ class DistGroup:
 
 
 def sha256(path: Path) -> str:
-    from latentlm.train.checkpoint import sha256_file
+    from latentlm.rundir import sha256_file
 
     return sha256_file(path)
 
@@ -174,7 +174,7 @@ def train_run(spec: Spec, run: Planned, state: str, arm_cfg_path: str, overrides
     wall = time.perf_counter() - t0
     if not is_main():
         return rec
-    from latentlm.train.checkpoint import find_checkpoint
+    from latentlm.rundir import find_checkpoint
 
     ckpt = find_checkpoint(run.run_dir) / "model.safetensors"
     rec.update(
@@ -191,7 +191,7 @@ def evaluate_run(spec: Spec, run: Planned, rec: dict) -> dict:
     import torch
 
     from latentlm.eval.perplexity import evaluate
-    from latentlm.train.checkpoint import load_run
+    from latentlm.rundir import load_run
     from latentlm.train.trainer import resolve_device
 
     device = resolve_device(run.cfg.train.device)
@@ -222,7 +222,7 @@ def evaluate_run(spec: Spec, run: Planned, rec: dict) -> dict:
 
             name = ev.reasoning if isinstance(ev.reasoning, str) else None
             metrics["reasoning"] = reasoning_run(model, tok, cfg, name, ev.reasoning_limit, policy=ev.policy)
-    note = getattr(model, "score_note", "exact next-token likelihood")
+    note = model.score_note
     leak_max = (metrics.get("leak") or {}).get("max_abs_dlogp")
     rec.update(
         metrics=metrics,

@@ -313,13 +313,14 @@ def flops_per_token(cfg: RunConfig) -> float | None:
     """The model's own training FLOPs per token (forward + backward), from a parameter-free (meta) build."""
     import torch
 
-    from latentlm.models import VARIANTS, build_model
+    from latentlm.models import variant_spec
 
-    if not hasattr(VARIANTS[cfg.model.variant].model, "flops_per_token"):
+    spec = variant_spec(cfg.model)
+    if spec.flops_per_token is None:
         return None
     with torch.device("meta"):
-        model = build_model(cfg.model)
-    return float(model.flops_per_token(cfg.data.seq_len))
+        model = spec.build(cfg.model)
+    return spec.flops(model, cfg.data.seq_len)
 
 
 @dataclass

@@ -29,7 +29,7 @@ def load_tokenizer(cfg) -> Tokenizer:
         tok = Tokenizer.load(shard_dir(cfg))
     else:
         tok = build_tokenizer(cfg.data.tokenizer, cfg.data.vocab_size)
-    tok.add_special_tokens(getattr(cfg.model, "special_tokens", ()))
+    tok.add_special_tokens(cfg.model.special_tokens)  # VariantConfig: () for a plain decoder
     return tok
 
 

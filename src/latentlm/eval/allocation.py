@@ -33,7 +33,9 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def check_reference(model, tokenizer, reference, ref_tokenizer, ref_name: str = "the reference run") -> None:
-    if not hasattr(model, "fork_map"):
+    from latentlm.models import variant_spec
+
+    if "allocation" not in variant_spec(model.config).eval_extras:  # the variant's spec lists this evaluator
         raise InputError(
             f"--allocation needs a thoughtbubbles run with fork layers; this run's model is {type(model).__name__}"
         )
@@ -134,24 +136,23 @@ def selection_table(model, make_windows, token_bytes, reference=None, seed: int 
     their leak)."""
     from latentlm.eval.perplexity import evaluate_windows
 
-    c = model.config
+    c, rule = model.config, model.fork_rule  # the rule fixes which ablations exist; c holds their numbers
 
     def ev():
         r = evaluate_windows(model, make_windows(), token_bytes)
         return {"loss": r["loss"], "bits_per_byte": r["bits_per_byte"]}
 
     out = {"budget": c.budget, "budget_mode": c.budget_mode}
-    global_budget = c.budget_mode == "global" and not c.duplicate_tokens
     with _config(model, ranking="learned"):
         out["learned"] = ev()
     for mode in ("random", "worst"):
-        if global_budget:
+        if rule.ranked:
             torch.manual_seed(seed)
             with _config(model, ranking=mode):
                 out[mode] = ev()
         else:
             out[mode] = None  # the causal budget keeps candidates by threshold, not by rank
-    if c.duplicate_tokens:
+    if not rule.budgeted:  # the duplicated-tokens baseline has no budget to shrink
         out["one_stream"] = None
     else:
         with _config(model, budget=1.0, causal_cap=1, ranking="learned"):
@@ -180,7 +181,7 @@ def allocation_analysis(
 
     if reference is not None:
         check_reference(model, tokenizer, reference, ref_tokenizer or tokenizer, reference_name or "the reference run")
-    elif not hasattr(model, "fork_map"):
+    else:
         check_reference(model, tokenizer, None, tokenizer)
     if cfg.data.reasoning is not None:
         raise InputError("--allocation reads a text corpus's val split; this run trained on reasoning data")

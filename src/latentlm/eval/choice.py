@@ -199,7 +199,7 @@ def evaluate_choice(
         "acc_norm": correct_norm / n,
         "acc_norm_ci95": wilson(correct_norm, n),
         "chance": chance,
-        "note": getattr(model, "score_note", ""),
+        "note": model.score_note,
     }
 
 

@@ -260,6 +260,6 @@ def run_tasks(model, tokenizer, cfg, tasks: list[str], run_dir: Path, limit: int
             "latentlm": latentlm.__version__,
             "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "likelihood": getattr(model, "score_note", ""),
+            "likelihood": model.score_note,
         },
     }

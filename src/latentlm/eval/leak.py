@@ -29,7 +29,7 @@ def measure_leak(model, input_ids: torch.Tensor, probes: int = 8, seed: int = 0)
         "probes": probes,
         "sequences": B,
         "seq_len": T,
-        "note": getattr(model, "score_note", ""),
+        "note": model.score_note,
     }
 
 

@@ -46,7 +46,7 @@ def evaluate_batches(model, batches, token_bytes: np.ndarray, device: str | torc
         "bits_per_byte": nll / math.log(2) / max(n_bytes, 1),
         "tokens": n_tokens,
         "bytes": n_bytes,
-        "note": getattr(model, "score_note", "exact next-token likelihood"),
+        "note": model.score_note,
     }
 
 

@@ -1,17 +1,19 @@
 """`latentlm export RUN_DIR OUT_DIR`: a folder that `AutoModelForCausalLM.from_pretrained(OUT_DIR,
-trust_remote_code=True)` loads without latentlm installed, for every variant.
+trust_remote_code=True)` loads without latentlm installed. The variant's spec says how (`VariantSpec.hf_export`);
+nothing here names a variant.
 
-Decoder variants (gpt, thoughtbubbles, free_transformer): the folder holds model.safetensors, config.json (with
-auto_map, the model config under `latentlm` and the run config under `latentlm_run`), generation_config.json, the
-tokenizer files, and the model's source: every latentlm module the variant imports, flattened into single files
-next to modeling_latentlm.py (latentlm.nn.attention -> latentlm_nn_attention.py) with `from latentlm.x import`
-rewritten to relative imports. The model code is the same code that trained, not a second copy to keep in sync.
+HFExport("wrapper") (gpt, thoughtbubbles, free_transformer, any decoder-like variant): the folder holds
+model.safetensors, config.json (with auto_map, the model config under `latentlm` and the run config under
+`latentlm_run`), generation_config.json, the tokenizer files, and the model's source: the modules of the spec's
+model and config classes and every latentlm module they import, flattened into single files next to
+modeling_latentlm.py (latentlm.nn.attention -> latentlm_nn_attention.py) with `from latentlm.x import` rewritten to
+relative imports. The model code is the same code that trained, not a second copy to keep in sync.
 
-latent_thoughts: the fine-tuned base model is an ordinary HF causal LM, so the folder is that model's own
-save_pretrained layout (it loads with or without trust_remote_code, and HF `generate()` runs the plain token path),
-plus the latent machinery: latentlm_latent_thoughts.json (method, special-token ids, the run config) and
-adapter.safetensors when the run trained an adapter. Latent-mode generation needs latentlm's code:
-`latentlm generate OUT_DIR` or `latentlm.load(OUT_DIR)[0].generate(...)`.
+HFExport("base_model") (latent_thoughts): the fine-tuned base model is an ordinary HF causal LM, so the folder is
+that model's own save_pretrained layout (it loads with or without trust_remote_code, and HF `generate()` runs the
+plain token path), plus what the spec's `write_extras` saves (latent thoughts: the method, the special-token ids
+and adapter.safetensors) in latentlm_latent_thoughts.json with the run config. Latent-mode generation needs
+latentlm's code: `latentlm generate OUT_DIR` or `latentlm.load(OUT_DIR)[0].generate(...)`.
 
 `latentlm.load(OUT_DIR)` (and so `latentlm eval|generate OUT_DIR`) reads an exported folder back with the installed
 latentlm: `load_export`.
@@ -89,43 +91,52 @@ def check_export_target(run_dir: str | Path, out_dir: str | Path, force: bool = 
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
+    """The run as an HF folder, the way its variant's spec says (`VariantSpec.hf_export`)."""
     check_export_target(run_dir, out_dir, force)  # before anything is loaded or written
-    from safetensors.torch import save_model
-    from transformers import PreTrainedTokenizerFast
-
     from latentlm import load
-    from latentlm.config import to_dict
-    from latentlm.hf.modeling import LatentLMForCausalLM
     from latentlm.models import VARIANTS
-    from latentlm.train.checkpoint import load_config_of
+    from latentlm.rundir import load_config_of
 
     run_cfg = load_config_of(run_dir)
     variant = run_cfg.model.variant
     if variant not in VARIANTS:
         raise InputError(f"runs of variant {variant!r} cannot be exported: unknown variant ({', '.join(VARIANTS)})")
-    if variant == "latent_thoughts":
-        return export_latent_thoughts(run_dir, out_dir)
+    spec = VARIANTS[variant]
+    if spec.hf_export is None:
+        raise InputError(f"runs of variant {variant!r} cannot be exported: {spec.hf_export_reason}")
     model, tok = load(run_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    root = VARIANTS[variant].module
-    bundle = list(dict.fromkeys(dependencies(root) + dependencies("latentlm.nn.loss")))  # + the HF loss
-    for mod in bundle:
+    if spec.hf_export.kind == "base_model":
+        return export_base_model(spec, model, tok, run_cfg, out)
+    return export_wrapper(spec, model, tok, run_cfg, out)
+
+
+def export_wrapper(spec, model, tok, run_cfg, out: Path) -> Path:
+    """LatentLMForCausalLM around the variant's own source, flattened into the folder (module docstring)."""
+    from safetensors.torch import save_model
+
+    from latentlm.config import to_dict
+    from latentlm.hf.configuration import LatentLMConfig
+    from latentlm.hf.modeling import LatentLMForCausalLM
+
+    roots = [spec.model.__module__, spec.config.__module__, "latentlm.nn.loss"]  # + the HF loss
+    bundle = [m for root in roots for m in dependencies(root)]
+    for mod in dict.fromkeys(bundle):
         (out / f"{flat_name(mod)}.py").write_text(rewrite(module_file(mod).read_text()))
     (out / "configuration_latentlm.py").write_text(module_file("latentlm.hf.configuration").read_text())
     modeling = module_file("latentlm.hf.modeling").read_text()
     start, end = modeling.index("# >>> build"), modeling.index("# <<< build")
     build_block = (
         "# >>> build\nfrom .configuration_latentlm import LatentLMConfig\n"
-        f"from .{flat_name(root)} import Config, Model\n"
+        f"from .{flat_name(spec.config.__module__)} import {spec.config.__name__} as Config\n"
+        f"from .{flat_name(spec.model.__module__)} import {spec.model.__name__} as Model\n"
         f"from .{flat_name('latentlm.nn.loss')} import lm_loss, shift_labels\n\n\n"
         "def build_inner(cfg: dict):\n"
         "    fields = {k: v for k, v in cfg.items()}\n"
         "    return Model(Config(**fields))\n"
     )
     (out / "modeling_latentlm.py").write_text(modeling[:start] + build_block + modeling[end:])
-
-    from latentlm.hf.configuration import LatentLMConfig
 
     cfg = LatentLMConfig(
         latentlm=to_dict(model.config),
@@ -144,10 +155,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, force: bool = False) ->
     cfg.save_pretrained(out)
     wrapper.generation_config.save_pretrained(out)
     save_model(wrapper, str(out / "model.safetensors"), metadata={"format": "pt"})
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok.tok, eos_token=tok.eos_token, bos_token=tok.bos_token, pad_token=tok.eos_token
-    )
-    hf_tok.save_pretrained(out)
+    _hf_tokenizer(tok).save_pretrained(out)
     return out
 
 
@@ -168,28 +176,18 @@ def _hf_tokenizer(tok):
     )
 
 
-def export_latent_thoughts(run_dir: str | Path, out_dir: str | Path) -> Path:
-    """The fine-tuned base as a plain HF folder + the latent machinery (module docstring)."""
-    from safetensors.torch import save_file
-
-    from latentlm import load
-    from latentlm.train.checkpoint import load_config_of
-
-    model, tok = load(run_dir)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.base.save_pretrained(out)
+def export_base_model(spec, model, tok, run_cfg, out: Path) -> Path:
+    """The variant's fine-tuned HF base as a plain HF folder + its extras and metadata (module docstring)."""
+    how = spec.hf_export
+    how.base(model).save_pretrained(out)
     _hf_tokenizer(tok).save_pretrained(out)
     meta = {
-        "format": "latentlm latent_thoughts export 1",
-        "method": model.config.method,
-        "special_token_ids": model.ids,
-        "adapter": model.adapter is not None,
-        "run": plain_run_config(load_config_of(run_dir)),
+        "format": f"latentlm {spec.name} export 1",
+        "variant": spec.name,
+        **how.write_extras(model, out),
+        "run": plain_run_config(run_cfg),
         "note": "AutoModelForCausalLM loads the fine-tuned base (token path); latent mode: latentlm.load(this folder)",
     }
-    if model.adapter is not None:
-        save_file({k: v.contiguous() for k, v in model.adapter.state_dict().items()}, str(out / "adapter.safetensors"))
     (out / LATENT_META).write_text(json.dumps(meta, indent=1))
     return out
 
@@ -203,22 +201,22 @@ def is_export(path: str | Path) -> bool:
 def load_export(path: str | Path, device: str = "cpu"):
     """(model, tokenizer) from a folder made by `latentlm export`, built with the installed latentlm code."""
     import torch
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_model
 
     from latentlm.config import RunConfig, build
     from latentlm.data.tokenizer import Tokenizer
-    from latentlm.models import build_model
+    from latentlm.models import variant_spec
 
     path = Path(path)
     hf = json.loads((path / "config.json").read_text())
-    if (path / LATENT_META).is_file():
+    if (path / LATENT_META).is_file():  # a base_model export (VariantSpec.hf_export)
         meta = json.loads((path / LATENT_META).read_text())
         run = dict(meta["run"])
-        run["model"] = {**run["model"], "base_model": str(path)}  # the fine-tuned base is this folder
+        spec = variant_spec(run["model"]["variant"])
+        run["model"] = spec.hf_export.relocate(run["model"], path)  # the fine-tuned base is this folder
         cfg = build(RunConfig, run)
-        model = build_model(cfg.model)
-        if meta.get("adapter"):
-            model.adapter.load_state_dict(load_file(str(path / "adapter.safetensors")))
+        model = spec.build(cfg.model)
+        spec.hf_export.read_extras(model, path, meta)
     elif hf.get("model_type") == "latentlm" and isinstance(hf.get("latentlm"), dict):
         from latentlm.hf.configuration import LatentLMConfig
         from latentlm.hf.modeling import LatentLMForCausalLM
@@ -237,4 +235,5 @@ def load_export(path: str | Path, device: str = "cpu"):
         )
     model.to(torch.device(device)).eval()
     model.run_config = cfg
+    model.checkpoint_path = None  # results.json provenance: not a checkpoint of a run directory
     return model, Tokenizer.load(path)

@@ -1,6 +1,7 @@
 """DecoderConfig: the shape of a Llama-style decoder, shared by every decoder variant."""
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from latentlm.errors import ConfigError
 
@@ -35,6 +36,8 @@ class DecoderConfig:
     """Share the input embedding and the output head."""
     init_std: float = 0.02
     """Std of the normal init; residual output projections use init_std / sqrt(2 * n_layers)."""
+    special_tokens: ClassVar[tuple[str, ...]] = ()
+    """Tokens the run's tokenizer gains for this model (VariantConfig); a plain decoder adds none."""
 
     @property
     def head_dim(self) -> int:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from latentlm.models import variant_spec
+
 
 @dataclass
 class DistInfo:
@@ -40,29 +42,42 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo, strategy: str, device: torch.device) -> torch.nn.Module:
+    """The variant's spec names what to wrap: its FSDP units (the transformer blocks; for latent thoughts the base
+    model's decoder layers) and whether DDP must look for parameters a step leaves unused."""
     if not info.enabled:
         return model
-    if strategy == "fsdp":  # FSDP2: shard each block, then the root (gloo on CPU, nccl on CUDA; train/dcp.py saves)
+    spec = variant_spec(model.config)
+    if strategy == "fsdp":  # FSDP2: shard each unit, then the root (gloo on CPU, nccl on CUDA; train/dcp.py saves)
         from torch.distributed.fsdp import fully_shard
 
-        for block in getattr(model, "blocks", []):
-            fully_shard(block)
+        for unit in fsdp_units(model):
+            fully_shard(unit)
         fully_shard(model)
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    # a model that can leave parameters unused in a step (e.g. an adapter in a batch without latents) says so
-    unused = getattr(model, "ddp_find_unused_parameters", False)
+    unused = bool(spec.ddp_find_unused_parameters(model))  # e.g. an adapter in a batch without latents
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+
+
+def fsdp_units(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The submodules FSDP2 shards one by one before the root, from the variant's spec."""
+    units = list(variant_spec(model.config).shard_units(model))
+    if not units:
+        raise ValueError(f"variant {model.config.variant!r} names no FSDP units (VariantSpec.shard_units)")
+    return units
 
 
 @contextlib.contextmanager
 def no_sync(model: torch.nn.Module):
     """Skip the gradient all-reduce of this micro-batch: DDP's no_sync, FSDP2's set_requires_gradient_sync."""
-    if hasattr(model, "no_sync"):
+    from torch.distributed.fsdp import FSDPModule
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    if isinstance(model, DDP):
         with model.no_sync():
             yield
-    elif hasattr(model, "set_requires_gradient_sync"):
+    elif isinstance(model, FSDPModule):
         model.set_requires_gradient_sync(False)
         try:
             yield

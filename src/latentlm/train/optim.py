@@ -9,16 +9,22 @@ import torch
 from latentlm.config import TrainConfig
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """Weight decay on matrices (linears, embeddings); none on norms, biases, scalars, vectors and parameters a
-    model marks `p.no_weight_decay = True`."""
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, no_decay_params=None) -> torch.optim.AdamW:
+    """Weight decay on matrices (linears, embeddings); none on norms, biases, scalars, vectors and the matrices
+    in `no_decay_params`: by default those the variant's spec exempts (`VariantSpec.no_weight_decay`; pass () for a
+    module that is not a registered variant)."""
+    if no_decay_params is None:
+        from latentlm.models import variant_spec
+
+        no_decay_params = variant_spec(model.config).no_weight_decay(model)
+    exempt = {id(p) for p in no_decay_params}
     decay, no_decay = [], []
     seen: set[int] = set()
     for p in model.parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        (decay if p.dim() >= 2 and not getattr(p, "no_weight_decay", False) else no_decay).append(p)
+        (decay if p.dim() >= 2 and id(p) not in exempt else no_decay).append(p)
     groups = [
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -30,11 +30,11 @@ from typing import Any
 import torch
 
 from latentlm.config import RunConfig, load_config, to_dict, to_yaml
-from latentlm.data import build_source, load_tokenizer
+from latentlm.data import load_tokenizer
 from latentlm.data.tokenizer import Tokenizer, check_same_tokenizer
 from latentlm.errors import ConfigError, InputError, LatentLMError
 from latentlm.eval.perplexity import evaluate
-from latentlm.models import build_model
+from latentlm.models import build_model, variant_spec
 from latentlm.nn.loss import count_targets
 from latentlm.train import checkpoint as ckpt_io
 from latentlm.train import dcp as dcp_io
@@ -254,8 +254,8 @@ def _loop(run: Run, log: MetricsLogger, track: dict) -> None:
         lr = lr_at(step, t)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        if hasattr(run.model, "begin_step"):  # optional model hook: step-dependent losses (e.g. a KL schedule)
-            run.model.begin_step(step)
+        if (begin_step := variant_spec(cfg.model).begin_step) is not None:  # step-dependent losses (a KL schedule)
+            begin_step(run.model, step)
         step_start = time.perf_counter()
         res = train_step(run, step)
         run.state["step"] = step = step + 1
@@ -335,7 +335,7 @@ def _setup(cfg: RunConfig, device: torch.device, dist, run_dir: Path) -> Run:
         run_tok = Tokenizer.load(ckpt)
         check_same_tokenizer(run_tok, tokenizer, f"the run's tokenizer ({ckpt / 'tokenizer.json'})", _data_where(cfg))
         tokenizer = run_tok
-    source = build_source(cfg, tokenizer, "train", dist.rank, dist.world_size)
+    source = variant_spec(cfg.model).build_source(cfg, tokenizer, "train", dist.rank, dist.world_size)
     optimizer = build_optimizer(model, cfg.train)
     state = {"step": 0, "tokens_seen": 0, "train_time": 0.0}
     if ckpt is not None:
@@ -425,8 +425,8 @@ def _checkpoint(run: Run, step: int) -> None:
 
 
 def _summary(cfg, model, state, last_loss, last_val) -> dict:
-    fpt = model.flops_per_token(cfg.data.seq_len) if hasattr(model, "flops_per_token") else None
-    n_params = model.num_params() if hasattr(model, "num_params") else sum(p.numel() for p in model.parameters())
+    spec = variant_spec(cfg.model)
+    fpt, n_params = spec.flops(model, cfg.data.seq_len), spec.num_params(model)
     return {
         "variant": cfg.model.variant,
         "params": n_params,

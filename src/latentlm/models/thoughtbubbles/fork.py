@@ -154,8 +154,9 @@ class ForkLayer(nn.Module):
         protected = cand_alive & last_of_group(cand_tau)
         if target is not None and self.training:
             self.calibrate(cand_c, cand_alive, protected, target)
-        calibrated = target is not None and not bool(self.log_thr.isnan())
-        log_thr = self.log_thr.item() if calibrated else math.log(threshold)  # uncalibrated: the fixed threshold
+        log_thr = math.log(threshold)  # the fixed threshold, also while a target is still uncalibrated (NaN)
+        if target is not None:  # a tensor comparison, no host sync
+            log_thr = torch.where(self.log_thr.isnan(), log_thr, self.log_thr)
         keep = protected | (cand_alive & (cand_c > log_thr))
         prio = torch.where(protected, math.inf, torch.where(keep, cand_c, -math.inf))
         by_prio = prio.argsort(dim=1, descending=True, stable=True)

@@ -8,12 +8,16 @@ The mechanics follow the authors' public code (JAX; the v1 PyTorch for the logit
 - a merge at the output (merge.py: residual, logit_sum or distribution) and next-token cross-entropy at the original
   positions.
 The global budget lets later tokens decide which earlier forks survive (a leak, measured by eval/leak.py); the
-`causal` budget decides per token from its own streams only, which allows KV-cached generation.
+`causal` budget decides per token from its own streams only, which allows KV-cached generation. Which of these
+(or the duplicated-tokens baseline, or no forks) applies is the model's fork rule (rules.py), chosen once here.
+
+Forwards are stateless: the streams each fork layer kept travel in the output (`metrics["fork{l}/..."]`), and
+FLOPs are computed from a given output or batch (`flops_per_token(seq_len, output=...)`), never from an earlier
+call. In this file `cfg` is the config and `c` is always a stream's cumulative log-score (the paper's c = log p).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -23,6 +27,7 @@ from latentlm.models.decoder import Decoder, sampling_loop
 from latentlm.models.thoughtbubbles.config import ThoughtbubblesConfig
 from latentlm.models.thoughtbubbles.fork import DEAD, ForkLayer, StreamState, stream_positions, tokens_count
 from latentlm.models.thoughtbubbles.merge import distribution_merge, logit_sum_merge, residual_merge
+from latentlm.models.thoughtbubbles.rules import CausalThreshold, fork_rule, streams_from_output
 from latentlm.nn import AttnContext, KVCache
 from latentlm.outputs import LMOutput
 
@@ -32,40 +37,34 @@ class Thoughtbubbles(Decoder):
 
     def __init__(self, config: ThoughtbubblesConfig):
         super().__init__(config)
-        c = config
-        layers = c.fork_layers[:1] if c.duplicate_tokens else c.fork_layers  # duplicates fork once, unscored
+        cfg = config
+        self.fork_rule = rule = fork_rule(cfg)  # global top-k | causal threshold | duplicated tokens | no forks
         self.forks = nn.ModuleDict(
             {
                 str(i): ForkLayer(
-                    c.d_model,
-                    c.norm_eps,
-                    c.score_clip,
-                    c.fork_embedding,
-                    scored=not c.duplicate_tokens,
-                    temperature=c.score_temperature,
+                    cfg.d_model,
+                    cfg.norm_eps,
+                    cfg.score_clip,
+                    cfg.fork_embedding,
+                    scored=rule.scored,
+                    temperature=cfg.score_temperature,
                 )
-                for i in layers
+                for i in rule.layers
             }
         )
         for fork in self.forks.values():
-            if hasattr(fork, "score"):
-                nn.init.normal_(fork.score.weight, 0.0, c.init_std if c.score_init_std is None else c.score_init_std)
-            fork.noise = c.score_noise
-            if c.budget_mode == "causal" and c.causal_target is not None and hasattr(fork, "score"):
-                fork.enable_target()
+            if rule.scored:
+                std = cfg.init_std if cfg.score_init_std is None else cfg.score_init_std
+                nn.init.normal_(fork.score.weight, 0.0, std)
+                fork.noise = cfg.score_noise
+                if isinstance(rule, CausalThreshold) and cfg.causal_target is not None:
+                    fork.enable_target()
             if fork.fork_emb is not None:
-                nn.init.normal_(fork.fork_emb, 0.0, c.d_model**-0.5)
+                nn.init.normal_(fork.fork_emb, 0.0, cfg.d_model**-0.5)
 
     @property
     def score_note(self) -> str:
-        c = self.config
-        if not c.fork_layers:
-            return "exact next-token likelihood (no fork layers)"
-        if c.budget_mode == "global" and not c.duplicate_tokens:
-            if c.score_mode == "prefix":
-                return "global top-k budget scored from each position's own prefix (no leak; score_mode=prefix)"
-            return "global top-k budget: earlier positions can depend on later tokens (leak; see eval leak)"
-        return "exact causal next-token likelihood"
+        return self.fork_rule.note(self.config)
 
     # --- streams through the blocks -----------------------------------------------------------------------
 
@@ -80,17 +79,26 @@ class Thoughtbubbles(Decoder):
         tau = torch.arange(T, device=input_ids.device).expand(B, T)
         return StreamState(self.embed(input_ids), c, tau, alive)
 
-    def run_streams(self, s: StreamState, n_tokens: int, offset: torch.Tensor, cache: KVCache | None = None):
-        """Blocks and fork layers over a chunk of n_tokens new tokens; offset (B,) = live tokens before it."""
-        c, stats = self.config, {}
-        bounds = sorted({0, c.n_layers, *c.fork_layers})
+    def run_streams(
+        self,
+        s: StreamState,
+        n_tokens: int,
+        offset: torch.Tensor,
+        cache: KVCache | None = None,
+        padded: bool | None = None,
+    ):
+        """Blocks and fork layers over a chunk of n_tokens new tokens; offset (B,) = live tokens before it.
+        padded: whether some input stream is dead (padding); None = look (one host sync), a forward knows it from
+        its attention mask. -> (final state, {fork layer: state after it})."""
+        cfg, rule, stats = self.config, self.fork_rule, {}
+        bounds = sorted({0, cfg.n_layers, *rule.layers})
         live = s.alive.sum(1)
-        attenuate = not bool(s.alive.all())  # padding must be masked from the first block on
+        attenuate = not bool(s.alive.all()) if padded is None else padded  # padding is masked from block 0 on
         forked = False
         for a, b in zip(bounds, bounds[1:]):
-            if a in c.fork_layers:
-                s = self.fork(a, s, n_tokens, live)
-                attenuate = attenuate or not c.duplicate_tokens
+            if a in rule.layers:
+                s = rule.fork(self.forks[str(a)], cfg, s, n_tokens, live, self.training)
+                attenuate = attenuate or rule.scored
                 forked = True
                 stats[a] = s
             ctx = self.stream_context(s, n_tokens, offset, cache, attenuate, forked)
@@ -99,16 +107,6 @@ class Thoughtbubbles(Decoder):
                 s.h = block(s.h, ctx, gate=gate)
         return s, stats
 
-    def fork(self, layer: int, s: StreamState, n_tokens: int, live: torch.Tensor) -> StreamState:
-        c = self.config
-        if c.duplicate_tokens:  # the baseline doubles once, at the first fork layer
-            return self.forks[str(layer)].duplicate(s) if layer == c.fork_layers[0] else s
-        fork = self.forks[str(layer)]
-        if c.budget_mode == "causal":
-            return fork.fork_causal(s, c.causal_threshold, c.causal_cap, n_tokens, c.causal_target)
-        noise = c.gumbel_scale if self.training else 0.0
-        return fork.fork_global(s, c.budget, n_tokens, live, noise, c.ranking)
-
     def stream_context(
         self, s: StreamState, n_tokens: int, offset: torch.Tensor, cache, attenuate: bool, forked: bool
     ) -> AttnContext:
@@ -116,7 +114,7 @@ class Thoughtbubbles(Decoder):
         if not attenuate and cache is None:  # p = 1 everywhere: no key bias, no value scale
             # integer positions (the RoPE table, bitwise like GPT) only while every token has one stream
             return AttnContext(rope=self.rope(pos if forked else pos.round().long()))
-        scale = self.config.head_dim**-0.5 if self.config.bias_scale == "sqrt" else 1.0
+        scale = self.config.head_dim**-0.5 if self.config.bias_scale == "sqrt" else 1.0  # key bias c / sqrt(hd)
         return AttnContext(
             rope=self.rope(pos),
             key_bias=s.c * scale,
@@ -136,16 +134,18 @@ class Thoughtbubbles(Decoder):
     # --- the variant contract ------------------------------------------------------------------------------
 
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        c = self.config
-        if c.score_mode == "prefix" and c.budget_mode == "global" and c.fork_layers and not c.duplicate_tokens:
+        if self.config.score_mode == "prefix" and self.fork_rule.leaks:
             return prefix_logprobs(self, input_ids, attention_mask)
         return super().score(input_ids, attention_mask)
 
     def forward(self, input_ids, labels=None, attention_mask=None, **batch) -> LMOutput:
+        """Metrics per fork layer (detached tensors, no host sync): fork{l}/streams_per_token (live streams per
+        live token after layer l: what flops_per_token(seq_len, output=...) reads), frac_forked, mean_p."""
         self.check_input(input_ids)
         B, T = input_ids.shape
         s = self.initial_state(input_ids, attention_mask)
-        s, stats = self.run_streams(s, T, torch.zeros(B, device=input_ids.device))
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        s, stats = self.run_streams(s, T, torch.zeros(B, device=input_ids.device), padded=padded)
         logits = self.merge(s, T)
         metrics = {}
         for layer, st in stats.items():
@@ -156,14 +156,6 @@ class Thoughtbubbles(Decoder):
             metrics[f"fork{layer}/mean_p"] = st.p[st.alive].mean().detach()
         loss = None if labels is None else self.lm_loss(logits, labels)
         return LMOutput(loss=loss, logits=logits, metrics=metrics)
-
-    def _stream_counts(self, stats, live) -> list[float]:
-        counts, n = [], 1.0
-        for layer in range(self.config.n_layers):
-            if layer in stats:
-                n = float(stats[layer].alive.sum() / live.sum().clamp(min=1))
-            counts.append(n)
-        return counts
 
     @torch.no_grad()
     def fork_map(self, input_ids: torch.Tensor, return_logits: bool = False):
@@ -189,8 +181,7 @@ class Thoughtbubbles(Decoder):
     def generate(
         self, input_ids, max_new_tokens, sampling=None, *, attention_mask=None, eos_token_id=None, callback=None
     ):
-        c = self.config
-        if c.budget_mode == "global" and c.fork_layers and not c.duplicate_tokens:
+        if self.fork_rule.leaks:
             warnings.warn(
                 "thoughtbubbles with a global budget has no valid KV cache (appending a token can evict "
                 "earlier streams): generate() recomputes the whole sequence for every token",
@@ -220,14 +211,21 @@ class Thoughtbubbles(Decoder):
         return sampling_loop(input_ids, max_new_tokens, sampling, eos_token_id, callback, next_logits)
 
     def cached_stepper(self, input_ids, attention_mask, total_len: int):
-        """Cached decoding (causal budget or duplicated tokens): next(None) prefills the prompt and returns its last
-        logits (B, V); next(tok) appends the column tok (B,) and returns the next logits."""
-        c = self.config
+        """Cached decoding (causal budget, duplicated tokens, no forks): next(None) prefills the prompt and returns
+        its last logits (B, V); next(tok) appends the column tok (B,) and returns the next logits."""
+        cfg = self.config
         B = input_ids.shape[0]
-        per_token = 2 if c.duplicate_tokens else c.causal_cap
+        per_token = self.fork_rule.max_streams(cfg)
         p = self.tok_emb.weight
         cache = KVCache(
-            c.n_layers, B, c.kv_heads, c.head_dim, total_len * per_token, dtype=p.dtype, device=p.device, key_bias=True
+            cfg.n_layers,
+            B,
+            cfg.kv_heads,
+            cfg.head_dim,
+            total_len * per_token,
+            dtype=p.dtype,
+            device=p.device,
+            key_bias=True,
         )
         offset = torch.zeros(B, device=input_ids.device)
 
@@ -244,50 +242,47 @@ class Thoughtbubbles(Decoder):
 
     # --- accounting ----------------------------------------------------------------------------------------
 
-    def stream_multipliers(self, seq_len: int, input_ids: torch.Tensor | None = None) -> list[float]:
-        """Streams per token entering each block, computed statelessly. Global budget: exact (top-k keeps exactly
-        k). Causal budget: measured on `input_ids` (pass a fixed validation batch) in eval mode; without a batch,
-        the cap (an upper bound)."""
-        c, n, out = self.config, float(seq_len), []
-        if c.budget_mode == "causal" and not c.duplicate_tokens and c.fork_layers and input_ids is not None:
+    def stream_multipliers(
+        self, seq_len: int, input_ids: torch.Tensor | None = None, *, output: LMOutput | None = None
+    ) -> list[float]:
+        """Streams per token entering each block, computed statelessly:
+        - from `output`, a forward output of this model: the streams its fork layers kept (exact for that batch);
+        - causal budget with `input_ids` (pass a fixed validation batch): measured by an eval-mode forward on it;
+        - otherwise from the configuration: exact for a global budget (top-k keeps exactly k) and the duplicated
+          baseline, the cap (an upper bound) for a causal budget."""
+        cfg, rule = self.config, self.fork_rule
+        if output is not None:
+            return streams_from_output(output.metrics, rule.layers, cfg.n_layers)
+        if input_ids is not None and isinstance(rule, CausalThreshold):
             return self.measured_streams(input_ids)
-        for layer in range(c.n_layers):
-            if layer in c.fork_layers:
-                if c.duplicate_tokens:
-                    n = 2 * seq_len if layer == c.fork_layers[0] else n
-                elif c.budget_mode == "global":
-                    n = min(math.ceil(c.budget * seq_len), 2 * n)
-                else:
-                    n = min(c.causal_cap * seq_len, 2 * n)
-            out.append(n / seq_len)
-        return out
+        return rule.multipliers(cfg, seq_len)
 
     @torch.no_grad()
     def measured_streams(self, input_ids: torch.Tensor) -> list[float]:
-        """Live streams per token entering each block on this batch (eval mode, no state kept)."""
+        """Live streams per token entering each block on this batch (an eval-mode forward; nothing is kept)."""
         was = self.training
         self.eval()
         try:
-            B, T = input_ids.shape
-            s = self.initial_state(input_ids)
-            live = s.alive.sum(1)
-            _, stats = self.run_streams(s, T, torch.zeros(B, device=input_ids.device))
+            out = self(input_ids)
         finally:
             self.train(was)
-        return self._stream_counts(stats, live)
+        return streams_from_output(out.metrics, self.fork_rule.layers, self.config.n_layers)
 
-    def flops_per_token(self, seq_len: int, input_ids: torch.Tensor | None = None) -> float:
+    def flops_per_token(
+        self, seq_len: int, input_ids: torch.Tensor | None = None, *, output: LMOutput | None = None
+    ) -> float:
         """Training FLOPs per input token: every block's matmuls and causal attention scale with its streams
-        (causal budget: measured on `input_ids`, see stream_multipliers)."""
-        c = self.config
-        layer_matmul = (self.matmul_params() - c.d_model * c.vocab_size) / c.n_layers
+        (from `output` or `input_ids` when given, see stream_multipliers)."""
+        cfg = self.config
+        layer_matmul = (self.matmul_params() - cfg.d_model * cfg.vocab_size) / cfg.n_layers
         fwd = 0.0
-        mult = self.stream_multipliers(seq_len, input_ids)
+        mult = self.stream_multipliers(seq_len, input_ids, output=output)
         for m in mult:
             n = m * seq_len
-            fwd += m * (2 * layer_matmul + 4 * c.n_heads * c.head_dim * (n + 1) / 2)
-        head_streams = mult[-1] if c.merge == "distribution" else 1.0
-        fwd += head_streams * 2 * c.d_model * c.vocab_size + len(c.fork_layers) * 2 * 2 * c.d_model
+            fwd += m * (2 * layer_matmul + 4 * cfg.n_heads * cfg.head_dim * (n + 1) / 2)
+        head_streams = mult[-1] if cfg.merge == "distribution" else 1.0
+        scored = len(self.fork_rule.layers) if self.fork_rule.scored else 0  # the d -> 2 score heads
+        fwd += head_streams * 2 * cfg.d_model * cfg.vocab_size + scored * 2 * 2 * cfg.d_model
         return 3 * fwd
 
 
