@@ -179,7 +179,7 @@ def test_negative_latent_counts_are_config_errors():
 def test_batched_insertion_scoring_equals_one_example_at_a_time(base_dir):
     from latentlm.models.latent_thoughts.curriculum import ReasoningSource, encode_parts
 
-    m = model_for(base_dir, "lt_tuning", lt_threshold=[0.0, 0.9, 0.9], lt_cap=[0, 3, 3])
+    m = model_for(base_dir, "lt_tuning", lt_threshold=[0.9, 0.9], lt_cap=[3, 3])
     exs = [EX, ReasoningExample("9-4?", ["9-4=5"], "5"), ReasoningExample("1?", [], "1")]
     src = ReasoningSource(exs, type("R", (), {"model": m.config})(), m.tokenizer, 1, seed=0)
     batched = src.score_insertions(m, 1, batch=2)
