@@ -63,18 +63,20 @@ GRID = {
     "lt_tuning_adapter": ("lt_tuning", ["--model.adapter=true", "--model.adapter_hidden=256"]),
     "soft_thinking": None,
 }
-MODEL = dict(hidden=64, layers=2, heads=4, kv_heads=4)
+MODEL = dict(hidden=64, layers=2, heads=4, kv_heads=4)  # --hidden / --layers / --heads override it
 
 
 BATCH = [32]
 
 
-def common(task: dict, base: Path, out: Path, steps: int, seed: int, n_train: int, lr: float) -> list[str]:
+def common(
+    task: dict, base: Path, out: Path, steps: int, seed: int, n_train: int, lr: float, data: str | None = None
+) -> list[str]:
     return [
         "--model.variant=latent_thoughts",
         f"--model.base_model={base}",
         f"--model.max_seq_len={task['max_seq_len']}",
-        f"--data.reasoning={task['data']}",
+        f"--data.reasoning={data or task['data']}",
         "--data.tokenizer=model",
         f"--data.reasoning_examples={n_train}",
         "--data.seq_len=8",
@@ -165,10 +167,20 @@ def run_seed(name: str, seed: int, args) -> None:
         if not (cot0 / "eval.json").is_file():
             train_ex = reasoning_examples(task["data"], "train", args.train, seed)
             tok = word_tokenizer(train_ex + test + vocab_pool(name))
-            base0 = save_tiny_llama(root / "init", tok, seed=seed, max_position_embeddings=task["max_seq_len"],
-                                    tie_word_embeddings=True, **MODEL)  # fmt: skip
-            over = common(task, base0, cot0, args.base_steps, seed, args.train, args.lr) + ["--model.method=cot"]
-            train(load_config(None, over))
+            if args.base_init:  # continue an earlier base (e.g. a probe) instead of a random init
+                base0 = Path(args.base_init)
+            else:
+                base0 = save_tiny_llama(root / "init", tok, seed=seed, max_position_embeddings=task["max_seq_len"],
+                                        tie_word_embeddings=True, **MODEL)  # fmt: skip
+            phases = base_phases(name, args)
+            for p, (data, steps) in enumerate(phases):  # a hop curriculum: each phase starts from the previous one
+                out = cot0 if p == len(phases) - 1 else root / f"cot_base_phase{p}"
+                n = args.base_train or steps * args.batch  # fresh items: each seen about once, nothing memorised
+                over = common(task, base0, out, steps, seed * 100 + p, n, args.base_lr or args.lr, data)
+                over += ["--model.method=cot", f"--train.warmup_steps={min(200, steps // 10)}", *args.base_override]
+                train(load_config(None, over))
+                if p < len(phases) - 1:
+                    base0 = export_base(out, root / f"cot_base_phase{p}_hf")
             model, tk = load_run(cot0)
             res = evaluate(model, tk, test)
             res["train_s"] = time.perf_counter() - t0
@@ -216,6 +228,22 @@ def run_seed(name: str, seed: int, args) -> None:
         (out / "eval.json").write_text(json.dumps(res))
         log(name, seed, method, res)
         del model
+
+
+def base_phases(name: str, args) -> list[tuple[str, int]]:
+    """The CoT base's training phases [(data.reasoning, steps)]: `--base-curriculum 2:1500 5:4500` trains hops with
+    1..2 hops for 1,500 steps, then 1..5 for 4,500 (hops only); without it, the task itself for --base-steps."""
+    if not args.base_curriculum:
+        return [(TASKS[name]["data"], args.base_steps)]
+    if TASKS[name]["data"] != "hops":
+        raise LatentLMError(f"--base-curriculum is for the hops task only (got {name})")
+    out = []
+    for item in args.base_curriculum:
+        k, _, steps = item.partition(":")
+        if not (k.isdigit() and steps.isdigit() and 1 <= int(k) <= 5):
+            raise LatentLMError(f"--base-curriculum: expected MAX_HOPS:STEPS with MAX_HOPS in 1..5, got {item!r}")
+        out.append((f"hops:min_hops=1,max_hops={k}", int(steps)))
+    return out
 
 
 def log(name, seed, method, res):
@@ -404,6 +432,17 @@ def main():
     ap.add_argument("--base-steps", type=int, default=1500)
     ap.add_argument("--steps", type=int, default=450)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--base-lr", type=float, default=None, help="the CoT base's lr (default --lr)")
+    ap.add_argument("--base-train", type=int, default=None, help="items per base phase (default steps x batch)")
+    ap.add_argument(
+        "--base-curriculum", nargs="*", default=None, help="hops: MAX_HOPS:STEPS phases, e.g. 2:1500 5:4500"
+    )
+    ap.add_argument("--base-init", default=None, help="start the CoT base from this HF folder, not a random init")
+    ap.add_argument("--base-override", action="append", default=[], help="an extra override of the base runs (repeat)")
+    ap.add_argument("--base-only", action="store_true", help="train and evaluate the CoT base, no methods")
+    ap.add_argument("--hidden", type=int, default=MODEL["hidden"], help="the tiny Llama's d_model")
+    ap.add_argument("--layers", type=int, default=MODEL["layers"])
+    ap.add_argument("--heads", type=int, default=MODEL["heads"], help="attention heads (= kv heads)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--runs", default=str(RUNS_DIR[0]), help="where the runs go")
     ap.add_argument("--base", default=None, help="a shared CoT-SFT base (HF folder) instead of one per seed")
@@ -421,11 +460,15 @@ def main():
         torch.set_num_threads(1)
         RUNS_DIR[0] = Path(args.runs)
         BATCH[0] = args.batch
+        MODEL.update(hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.heads)
+        if args.base_only:
+            args.methods = []
         if not args.report:
             for name in args.tasks:
                 for seed in args.seeds:
                     run_seed(name, seed, args)
-        report(args.tasks, args.seeds, args)
+        if not args.base_only:
+            report(args.tasks, args.seeds, args)
     except LatentLMError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
