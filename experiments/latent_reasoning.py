@@ -232,7 +232,8 @@ def run_seed(name: str, seed: int, args) -> None:
 
 def base_phases(name: str, args) -> list[tuple[str, int]]:
     """The CoT base's training phases [(data.reasoning, steps)]: `--base-curriculum 2:1500 5:4500` trains hops with
-    1..2 hops for 1,500 steps, then 1..5 for 4,500 (hops only); without it, the task itself for --base-steps."""
+    1..2 hops for 1,500 steps, then 1..5 for 4,500 (hops only); `drill:N` is N steps of the look-up drill
+    (data/hops_drill.py); without it, the task itself for --base-steps."""
     if not args.base_curriculum:
         return [(TASKS[name]["data"], args.base_steps)]
     if TASKS[name]["data"] != "hops":
@@ -240,6 +241,12 @@ def base_phases(name: str, args) -> list[tuple[str, int]]:
     out = []
     for item in args.base_curriculum:
         k, _, steps = item.partition(":")
+        if k == "drill" and steps.isdigit():  # look-up drill (data/hops_drill.py) as a jsonl file, fresh items
+            from latentlm.data.hops_drill import write_drill
+
+            path = RUNS_DIR[0] / name / f"drill_{len(out)}.jsonl"
+            out.append((str(write_drill(path, int(steps) * args.batch * 10 // 9 + 100, 5000 + len(out))), int(steps)))
+            continue
         if not (k.isdigit() and steps.isdigit() and 1 <= int(k) <= 5):
             raise LatentLMError(f"--base-curriculum: expected MAX_HOPS:STEPS with MAX_HOPS in 1..5, got {item!r}")
         out.append((f"hops:min_hops=1,max_hops={k}", int(steps)))
