@@ -43,14 +43,14 @@ from latentlm.eval.reasoning import evaluate_reasoning, normalise  # noqa: E402
 from latentlm.eval.stats import mean_sd, paired_diff, wilson  # noqa: E402
 
 RUNS_DIR = [REPO / "runs" / "latent_reasoning"]
-OUT = REPO / "experiments" / "results"
+OUT = [REPO / "experiments" / "results"]  # --results changes it
 TEST_SEED = 1000
 
 # the tasks: data.reasoning name, Coconut's max_latent_stage (the paper: 6 for ProsQA/ProntoQA), max_seq_len
 TASKS = {
     "perm": {"data": "perm", "max_stage": 5, "max_seq_len": 48},
     "hops": {"data": "hops", "max_stage": 5, "max_seq_len": 160},
-    "prosqa": {"data": "prosqa", "max_stage": 6, "max_seq_len": 288},
+    "prosqa": {"data": "prosqa", "max_stage": 6, "max_seq_len": 384},  # paper shape: prompts up to ~290 tokens
     "prontoqa": {"data": "prontoqa:hops=5", "max_stage": 6, "max_seq_len": 256},
 }
 # the grid: method -> (model.method, extra overrides); soft_thinking is evaluated on the cot run
@@ -233,14 +233,19 @@ def run_seed(name: str, seed: int, args) -> None:
 def base_phases(name: str, args) -> list[tuple[str, int]]:
     """The CoT base's training phases [(data.reasoning, steps)]: `--base-curriculum 2:1500 5:4500` trains hops with
     1..2 hops for 1,500 steps, then 1..5 for 4,500 (hops only); `drill:N` is N steps of the look-up drill
-    (data/hops_drill.py); without it, the task itself for --base-steps."""
+    (data/hops_drill.py); `hops:chains=1,min_hops=1:600` any hops shape; without it, the task itself for
+    --base-steps."""
     if not args.base_curriculum:
         return [(TASKS[name]["data"], args.base_steps)]
     if TASKS[name]["data"] != "hops":
         raise LatentLMError(f"--base-curriculum is for the hops task only (got {name})")
     out = []
     for item in args.base_curriculum:
-        k, _, steps = item.partition(":")
+        k, _, steps = item.rpartition(":")
+        if k.startswith("hops:") and steps.isdigit():  # any hops shape, e.g. hops:chains=1,min_hops=1:600
+            parse_task(k)  # an unknown option is an error here, not after the earlier phases trained
+            out.append((k, int(steps)))
+            continue
         if k == "drill" and steps.isdigit():  # look-up drill (data/hops_drill.py) as a jsonl file, fresh items
             from latentlm.data.hops_drill import write_drill
 
@@ -251,6 +256,46 @@ def base_phases(name: str, args) -> list[tuple[str, int]]:
             raise LatentLMError(f"--base-curriculum: expected MAX_HOPS:STEPS with MAX_HOPS in 1..5, got {item!r}")
         out.append((f"hops:min_hops=1,max_hops={k}", int(steps)))
     return out
+
+
+def lookup_diagnostic(base: Path, test) -> dict:
+    """Teacher-forced next-token accuracy of a CoT base on hops items, by target kind: `lookup` (y of a step
+    `x > y`: find the fact whose head is x, copy its tail), `copy` (x of a step: the start node or the previous y),
+    `answer` (the node after ###), `format` (>, newlines, ###, end of text). Chance for a look-up is about 1/18."""
+    from latentlm.data.tokenizer import Tokenizer
+    from latentlm.models.latent_thoughts import Config, Model
+    from latentlm.models.latent_thoughts.curriculum import encode_parts
+
+    tok = Tokenizer.load(base)
+    model = Model(Config(base_model=str(base), method="cot", max_seq_len=TASKS["hops"]["max_seq_len"])).eval()
+    hits = {k: [0, 0] for k in ("lookup", "copy", "answer", "format")}
+    with torch.no_grad():
+        for ex in test:
+            q, steps, ans = encode_parts(ex, tok)
+            ids = q + [t for s in steps for t in s] + ans
+            pred = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
+            kinds = [k for _ in steps for k in ("copy", "format", "lookup", "format")] + ["format", "answer", "format"]
+            for j, kind in enumerate(kinds):
+                t = len(q) + j
+                hits[kind][0] += int(pred[t - 1] == ids[t])
+                hits[kind][1] += 1
+    return {k: {"acc": a / n, "ci95": list(wilson(a, n)), "n": n} for k, (a, n) in hits.items()}
+
+
+def diagnose(bases: list[str], args) -> None:
+    """--diagnose: greedy test accuracy and teacher-forced accuracy by target kind of each CoT base (hops)."""
+    from latentlm.data.tokenizer import Tokenizer
+    from latentlm.models.latent_thoughts import Config, Model
+
+    test, out = test_set("hops", args.test), {}
+    for b in bases:
+        model = Model(Config(base_model=b, method="cot", max_seq_len=TASKS["hops"]["max_seq_len"]))
+        res = evaluate(model, Tokenizer.load(b), test)
+        out[b] = {"greedy_acc": res["accuracy"], "greedy_ci95": list(res["accuracy_ci95"]), "n_test": res["n"],
+                  "teacher_forced": lookup_diagnostic(Path(b), test[:200]), "samples": res["samples"][:3]}  # fmt: skip
+        print(json.dumps({"base": b, **{k: v for k, v in out[b].items() if k != "samples"}}), flush=True)
+    OUT[0].mkdir(parents=True, exist_ok=True)
+    (OUT[0] / "latent_reasoning_base.json").write_text(json.dumps(out, indent=1))
 
 
 def log(name, seed, method, res):
@@ -363,10 +408,10 @@ def report(names, seeds, args) -> None:
                                    "significant": d["significant"]})  # fmt: skip
         js["tasks"][name] = {"n_test": len(test), "trivial": triv, "methods": methods, "paired": paired}
         md += table(name, js["tasks"][name], runs)
-    OUT.mkdir(parents=True, exist_ok=True)
+    OUT[0].mkdir(parents=True, exist_ok=True)
     js["setup"] = {"model": MODEL, "base_steps": args.base_steps, "steps": args.steps, "n_train": args.train,
                    "lr": args.lr, "batch": args.batch, "base": args.base, "command": " ".join(sys.argv)}  # fmt: skip
-    (OUT / "latent_reasoning_details.json").write_text(json.dumps(js, indent=1, default=float))
+    (OUT[0] / "latent_reasoning_details.json").write_text(json.dumps(js, indent=1, default=float))
     keep = ("seeds", "acc", "acc_mean", "gen_tokens_mean", "latent_steps_mean", "terminated_frac")
     exact = {  # the schema of issue 15, nothing more; everything else is in latent_reasoning_details.json
         "tasks": {
@@ -379,9 +424,11 @@ def report(names, seeds, args) -> None:
             for name, t in js["tasks"].items()
         }
     }
-    (OUT / "latent_reasoning.json").write_text(json.dumps(exact, indent=1, default=float))
-    head = (OUT / "latent_reasoning_notes.md").read_text() if (OUT / "latent_reasoning_notes.md").is_file() else ""
-    (OUT / "latent_reasoning.md").write_text(head + "\n".join(md) + "\n")
+    (OUT[0] / "latent_reasoning.json").write_text(json.dumps(exact, indent=1, default=float))
+    head = (
+        (OUT[0] / "latent_reasoning_notes.md").read_text() if (OUT[0] / "latent_reasoning_notes.md").is_file() else ""
+    )
+    (OUT[0] / "latent_reasoning.md").write_text(head + "\n".join(md) + "\n")
 
 
 def _mean(xs):
@@ -455,6 +502,8 @@ def main():
     ap.add_argument("--base", default=None, help="a shared CoT-SFT base (HF folder) instead of one per seed")
     ap.add_argument("--reeval", nargs="*", default=[], help="evaluate these finished runs again")
     ap.add_argument("--wait-base", action="store_true", help="wait for another process to train the CoT base")
+    ap.add_argument("--results", default=str(OUT[0]), help="where the tables go (e.g. elsewhere for timing runs)")
+    ap.add_argument("--diagnose", nargs="+", default=None, help="CoT base HF folders: look-up diagnostics (hops)")
     ap.add_argument("--report", action="store_true", help="only write the tables from finished runs")
     args = ap.parse_args()
     try:
@@ -466,10 +515,13 @@ def main():
                 raise LatentLMError(f"unknown method {m!r}; known: {', '.join(GRID)}")
         torch.set_num_threads(1)
         RUNS_DIR[0] = Path(args.runs)
+        OUT[0] = Path(args.results)
         BATCH[0] = args.batch
         MODEL.update(hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.heads)
         if args.base_only:
             args.methods = []
+        if args.diagnose:
+            return diagnose(args.diagnose, args)
         if not args.report:
             for name in args.tasks:
                 for seed in args.seeds:
