@@ -2,8 +2,10 @@
 (3 stages), LT-Tuning + adapter and Soft Thinking (training-free, on the CoT model), x 3 seeds, on tasks where a
 chain matters.
 
-Per task and seed: a random Llama (d_model 64, 2 layers, 4 heads, tied embeddings) over the task's own word
-vocabulary is CoT-fine-tuned for `--base-steps` (stage 0 of Coconut = stage 1 of LT-Tuning); every method then
+Per task and seed: a random Llama (--hidden, --layers, --heads; default d_model 64, 2 layers, 4 heads; tied
+embeddings) over the task's own word vocabulary is CoT-fine-tuned for `--base-steps`, or through the phases of
+`--base-curriculum` (hops shapes, the look-up drill of data/hops_drill.py), from `--base-init` if given (stage 0
+of Coconut and of LT-Tuning; `--base` takes a finished base instead, shared by every seed); every method then
 starts from that checkpoint and trains `--steps` more optimizer steps with the shared trainer, each run in its own
 fresh directory (`--train.resume=false`):
     cot        more CoT-SFT                        nocot      question -> ### answer
@@ -17,6 +19,7 @@ every method (paired). Statistics from latentlm.eval.stats (wilson, mean_sd, pai
 
     python experiments/latent_reasoning.py --tasks hops --seeds 0 1 2            # train + evaluate
     python experiments/latent_reasoning.py --tasks hops --seeds 0 1 2 --report   # tables from finished runs
+    python experiments/latent_reasoning.py --diagnose BASE_HF ...                 # does a CoT base look things up?
 Runs in runs/latent_reasoning/<task>/seed<k>/<method>/ (eval.json beside each run); results in
 experiments/results/latent_reasoning.{md,json}. Seeds can run in parallel processes (one per seed).
 """
