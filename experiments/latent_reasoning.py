@@ -2,8 +2,10 @@
 (3 stages), LT-Tuning + adapter and Soft Thinking (training-free, on the CoT model), x 3 seeds, on tasks where a
 chain matters.
 
-Per task and seed: a random Llama (d_model 64, 2 layers, 4 heads, tied embeddings) over the task's own word
-vocabulary is CoT-fine-tuned for `--base-steps` (stage 0 of Coconut = stage 1 of LT-Tuning); every method then
+Per task and seed: a random Llama (--hidden, --layers, --heads; default d_model 64, 2 layers, 4 heads; tied
+embeddings) over the task's own word vocabulary is CoT-fine-tuned for `--base-steps`, or through the phases of
+`--base-curriculum` (hops shapes, the look-up drill of data/hops_drill.py), from `--base-init` if given (stage 0
+of Coconut and of LT-Tuning; `--base` takes a finished base instead, shared by every seed); every method then
 starts from that checkpoint and trains `--steps` more optimizer steps with the shared trainer, each run in its own
 fresh directory (`--train.resume=false`):
     cot        more CoT-SFT                        nocot      question -> ### answer
@@ -17,6 +19,7 @@ every method (paired). Statistics from latentlm.eval.stats (wilson, mean_sd, pai
 
     python experiments/latent_reasoning.py --tasks hops --seeds 0 1 2            # train + evaluate
     python experiments/latent_reasoning.py --tasks hops --seeds 0 1 2 --report   # tables from finished runs
+    python experiments/latent_reasoning.py --diagnose BASE_HF ...                 # does a CoT base look things up?
 Runs in runs/latent_reasoning/<task>/seed<k>/<method>/ (eval.json beside each run); results in
 experiments/results/latent_reasoning.{md,json}. Seeds can run in parallel processes (one per seed).
 """
@@ -44,14 +47,14 @@ from latentlm.eval.reasoning import evaluate_reasoning, normalise  # noqa: E402
 from latentlm.eval.stats import mean_sd, paired_diff, wilson  # noqa: E402
 
 RUNS_DIR = [REPO / "runs" / "latent_reasoning"]
-OUT = REPO / "experiments" / "results"
+OUT = [REPO / "experiments" / "results"]  # --results changes it
 TEST_SEED = 1000
 
 # the tasks: data.reasoning name, Coconut's max_latent_stage (the paper: 6 for ProsQA/ProntoQA), max_seq_len
 TASKS = {
     "perm": {"data": "perm", "max_stage": 5, "max_seq_len": 48},
     "hops": {"data": "hops", "max_stage": 5, "max_seq_len": 160},
-    "prosqa": {"data": "prosqa", "max_stage": 6, "max_seq_len": 288},
+    "prosqa": {"data": "prosqa", "max_stage": 6, "max_seq_len": 384},  # paper shape: prompts up to ~290 tokens
     "prontoqa": {"data": "prontoqa:hops=5", "max_stage": 6, "max_seq_len": 256},
 }
 # the grid: method -> (model.method, extra overrides); soft_thinking is evaluated on the cot run
@@ -64,18 +67,20 @@ GRID = {
     "lt_tuning_adapter": ("lt_tuning", ["--model.adapter=true", "--model.adapter_hidden=256"]),
     "soft_thinking": None,
 }
-MODEL = dict(hidden=64, layers=2, heads=4, kv_heads=4)
+MODEL = dict(hidden=64, layers=2, heads=4, kv_heads=4)  # --hidden / --layers / --heads override it
 
 
 BATCH = [32]
 
 
-def common(task: dict, base: Path, out: Path, steps: int, seed: int, n_train: int, lr: float) -> list[str]:
+def common(
+    task: dict, base: Path, out: Path, steps: int, seed: int, n_train: int, lr: float, data: str | None = None
+) -> list[str]:
     return [
         "--model.variant=latent_thoughts",
         f"--model.base_model={base}",
         f"--model.max_seq_len={task['max_seq_len']}",
-        f"--data.reasoning={task['data']}",
+        f"--data.reasoning={data or task['data']}",
         "--data.tokenizer=model",
         f"--data.reasoning_examples={n_train}",
         "--data.seq_len=8",
@@ -166,10 +171,20 @@ def run_seed(name: str, seed: int, args) -> None:
         if not (cot0 / "eval.json").is_file():
             train_ex = reasoning_examples(task["data"], "train", args.train, seed)
             tok = word_tokenizer(train_ex + test + vocab_pool(name))
-            base0 = save_tiny_llama(root / "init", tok, seed=seed, max_position_embeddings=task["max_seq_len"],
-                                    tie_word_embeddings=True, **MODEL)  # fmt: skip
-            over = common(task, base0, cot0, args.base_steps, seed, args.train, args.lr) + ["--model.method=cot"]
-            train(load_config(None, over))
+            if args.base_init:  # continue an earlier base (e.g. a probe) instead of a random init
+                base0 = Path(args.base_init)
+            else:
+                base0 = save_tiny_llama(root / "init", tok, seed=seed, max_position_embeddings=task["max_seq_len"],
+                                        tie_word_embeddings=True, **MODEL)  # fmt: skip
+            phases = base_phases(name, args)
+            for p, (data, steps) in enumerate(phases):  # a hop curriculum: each phase starts from the previous one
+                out = cot0 if p == len(phases) - 1 else root / f"cot_base_phase{p}"
+                n = args.base_train or steps * args.batch  # fresh items: each seen about once, nothing memorised
+                over = common(task, base0, out, steps, seed * 100 + p, n, args.base_lr or args.lr, data)
+                over += ["--model.method=cot", f"--train.warmup_steps={min(200, steps // 10)}", *args.base_override]
+                train(load_config(None, over))
+                if p < len(phases) - 1:
+                    base0 = export_base(out, root / f"cot_base_phase{p}_hf")
             model, tk = load_run(cot0)
             res = evaluate(model, tk, test)
             res["train_s"] = time.perf_counter() - t0
@@ -217,6 +232,74 @@ def run_seed(name: str, seed: int, args) -> None:
         (out / "eval.json").write_text(json.dumps(res))
         log(name, seed, method, res)
         del model
+
+
+def base_phases(name: str, args) -> list[tuple[str, int]]:
+    """The CoT base's training phases [(data.reasoning, steps)]: `--base-curriculum 2:1500 5:4500` trains hops with
+    1..2 hops for 1,500 steps, then 1..5 for 4,500 (hops only); `drill:N` is N steps of the look-up drill
+    (data/hops_drill.py); `hops:chains=1,min_hops=1:600` any hops shape; without it, the task itself for
+    --base-steps."""
+    if not args.base_curriculum:
+        return [(TASKS[name]["data"], args.base_steps)]
+    if TASKS[name]["data"] != "hops":
+        raise LatentLMError(f"--base-curriculum is for the hops task only (got {name})")
+    out = []
+    for item in args.base_curriculum:
+        k, _, steps = item.rpartition(":")
+        if k.startswith("hops:") and steps.isdigit():  # any hops shape, e.g. hops:chains=1,min_hops=1:600
+            parse_task(k)  # an unknown option is an error here, not after the earlier phases trained
+            out.append((k, int(steps)))
+            continue
+        if k == "drill" and steps.isdigit():  # look-up drill (data/hops_drill.py) as a jsonl file, fresh items
+            from latentlm.data.hops_drill import write_drill
+
+            path = RUNS_DIR[0] / name / f"drill_{len(out)}.jsonl"
+            out.append((str(write_drill(path, int(steps) * args.batch * 10 // 9 + 100, 5000 + len(out))), int(steps)))
+            continue
+        if not (k.isdigit() and steps.isdigit() and 1 <= int(k) <= 5):
+            raise LatentLMError(f"--base-curriculum: expected MAX_HOPS:STEPS with MAX_HOPS in 1..5, got {item!r}")
+        out.append((f"hops:min_hops=1,max_hops={k}", int(steps)))
+    return out
+
+
+def lookup_diagnostic(base: Path, test) -> dict:
+    """Teacher-forced next-token accuracy of a CoT base on hops items, by target kind: `lookup` (y of a step
+    `x > y`: find the fact whose head is x, copy its tail), `copy` (x of a step: the start node or the previous y),
+    `answer` (the node after ###), `format` (>, newlines, ###, end of text). Chance for a look-up is about 1/18."""
+    from latentlm.data.tokenizer import Tokenizer
+    from latentlm.models.latent_thoughts import Config, Model
+    from latentlm.models.latent_thoughts.curriculum import encode_parts
+
+    tok = Tokenizer.load(base)
+    model = Model(Config(base_model=str(base), method="cot", max_seq_len=TASKS["hops"]["max_seq_len"])).eval()
+    hits = {k: [0, 0] for k in ("lookup", "copy", "answer", "format")}
+    with torch.no_grad():
+        for ex in test:
+            q, steps, ans = encode_parts(ex, tok)
+            ids = q + [t for s in steps for t in s] + ans
+            pred = model(torch.tensor([ids])).logits[0].argmax(-1).tolist()
+            kinds = [k for _ in steps for k in ("copy", "format", "lookup", "format")] + ["format", "answer", "format"]
+            for j, kind in enumerate(kinds):
+                t = len(q) + j
+                hits[kind][0] += int(pred[t - 1] == ids[t])
+                hits[kind][1] += 1
+    return {k: {"acc": a / n, "ci95": list(wilson(a, n)), "n": n} for k, (a, n) in hits.items()}
+
+
+def diagnose(bases: list[str], args) -> None:
+    """--diagnose: greedy test accuracy and teacher-forced accuracy by target kind of each CoT base (hops)."""
+    from latentlm.data.tokenizer import Tokenizer
+    from latentlm.models.latent_thoughts import Config, Model
+
+    test, out = test_set("hops", args.test), {}
+    for b in bases:
+        model = Model(Config(base_model=b, method="cot", max_seq_len=TASKS["hops"]["max_seq_len"]))
+        res = evaluate(model, Tokenizer.load(b), test)
+        out[b] = {"greedy_acc": res["accuracy"], "greedy_ci95": list(res["accuracy_ci95"]), "n_test": res["n"],
+                  "teacher_forced": lookup_diagnostic(Path(b), test[:200]), "samples": res["samples"][:3]}  # fmt: skip
+        print(json.dumps({"base": b, **{k: v for k, v in out[b].items() if k != "samples"}}), flush=True)
+    OUT[0].mkdir(parents=True, exist_ok=True)
+    (OUT[0] / "latent_reasoning_base.json").write_text(json.dumps(out, indent=1))
 
 
 def log(name, seed, method, res):
@@ -329,10 +412,10 @@ def report(names, seeds, args) -> None:
                                    "significant": d["significant"]})  # fmt: skip
         js["tasks"][name] = {"n_test": len(test), "trivial": triv, "methods": methods, "paired": paired}
         md += table(name, js["tasks"][name], runs)
-    OUT.mkdir(parents=True, exist_ok=True)
+    OUT[0].mkdir(parents=True, exist_ok=True)
     js["setup"] = {"model": MODEL, "base_steps": args.base_steps, "steps": args.steps, "n_train": args.train,
                    "lr": args.lr, "batch": args.batch, "base": args.base, "command": " ".join(sys.argv)}  # fmt: skip
-    (OUT / "latent_reasoning_details.json").write_text(json.dumps(js, indent=1, default=float))
+    (OUT[0] / "latent_reasoning_details.json").write_text(json.dumps(js, indent=1, default=float))
     keep = ("seeds", "acc", "acc_mean", "gen_tokens_mean", "latent_steps_mean", "terminated_frac")
     exact = {  # the schema of issue 15, nothing more; everything else is in latent_reasoning_details.json
         "tasks": {
@@ -345,9 +428,11 @@ def report(names, seeds, args) -> None:
             for name, t in js["tasks"].items()
         }
     }
-    (OUT / "latent_reasoning.json").write_text(json.dumps(exact, indent=1, default=float))
-    head = (OUT / "latent_reasoning_notes.md").read_text() if (OUT / "latent_reasoning_notes.md").is_file() else ""
-    (OUT / "latent_reasoning.md").write_text(head + "\n".join(md) + "\n")
+    (OUT[0] / "latent_reasoning.json").write_text(json.dumps(exact, indent=1, default=float))
+    head = (
+        (OUT[0] / "latent_reasoning_notes.md").read_text() if (OUT[0] / "latent_reasoning_notes.md").is_file() else ""
+    )
+    (OUT[0] / "latent_reasoning.md").write_text(head + "\n".join(md) + "\n")
 
 
 def _mean(xs):
@@ -405,11 +490,24 @@ def main():
     ap.add_argument("--base-steps", type=int, default=1500)
     ap.add_argument("--steps", type=int, default=450)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--base-lr", type=float, default=None, help="the CoT base's lr (default --lr)")
+    ap.add_argument("--base-train", type=int, default=None, help="items per base phase (default steps x batch)")
+    ap.add_argument(
+        "--base-curriculum", nargs="*", default=None, help="hops: MAX_HOPS:STEPS phases, e.g. 2:1500 5:4500"
+    )
+    ap.add_argument("--base-init", default=None, help="start the CoT base from this HF folder, not a random init")
+    ap.add_argument("--base-override", action="append", default=[], help="an extra override of the base runs (repeat)")
+    ap.add_argument("--base-only", action="store_true", help="train and evaluate the CoT base, no methods")
+    ap.add_argument("--hidden", type=int, default=MODEL["hidden"], help="the tiny Llama's d_model")
+    ap.add_argument("--layers", type=int, default=MODEL["layers"])
+    ap.add_argument("--heads", type=int, default=MODEL["heads"], help="attention heads (= kv heads)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--runs", default=str(RUNS_DIR[0]), help="where the runs go")
     ap.add_argument("--base", default=None, help="a shared CoT-SFT base (HF folder) instead of one per seed")
     ap.add_argument("--reeval", nargs="*", default=[], help="evaluate these finished runs again")
     ap.add_argument("--wait-base", action="store_true", help="wait for another process to train the CoT base")
+    ap.add_argument("--results", default=str(OUT[0]), help="where the tables go (e.g. elsewhere for timing runs)")
+    ap.add_argument("--diagnose", nargs="+", default=None, help="CoT base HF folders: look-up diagnostics (hops)")
     ap.add_argument("--report", action="store_true", help="only write the tables from finished runs")
     args = ap.parse_args()
     try:
@@ -421,12 +519,19 @@ def main():
                 raise LatentLMError(f"unknown method {m!r}; known: {', '.join(GRID)}")
         torch.set_num_threads(1)
         RUNS_DIR[0] = Path(args.runs)
+        OUT[0] = Path(args.results)
         BATCH[0] = args.batch
+        MODEL.update(hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.heads)
+        if args.base_only:
+            args.methods = []
+        if args.diagnose:
+            return diagnose(args.diagnose, args)
         if not args.report:
             for name in args.tasks:
                 for seed in args.seeds:
                     run_seed(name, seed, args)
-        report(args.tasks, args.seeds, args)
+        if not args.base_only:
+            report(args.tasks, args.seeds, args)
     except LatentLMError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

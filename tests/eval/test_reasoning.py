@@ -22,7 +22,16 @@ class Oracle(torch.nn.Module):
         self.tok, self.replies, self.config = tok, replies, cfg
         E = torch.nn.Embedding(tok.vocab_size, 4)
         torch.nn.init.constant_(E.weight, 1.0)
-        self.base = type("B", (), {"get_input_embeddings": lambda self_: E})()
+        self.E, self.extra_new_tokens = E, 0
+
+    def reasoning_prompt(self, ex, tok):
+        return tok.encode(ex.question + "\n")
+
+    def generation_options(self, examples, policy=None):
+        return {}
+
+    def embedding_norm(self):
+        return float(self.E.weight.detach().norm(dim=-1).mean())
 
     def generate(self, ids, n, attention_mask=None, policy=None, return_trace=True):
         rows = [self.tok.encode(r) + [self.tok.eos_id] for r in self.replies[: ids.shape[0]]]

@@ -70,9 +70,7 @@ def test_lt_tuning_insertion_supervises_thinking_and_stage_one_is_cot(base_dir):
 
 
 def test_confidence_insertion_picks_low_probability_tokens():
-    cfg = Config(
-        lt_threshold=[0.0, 0.3, 0.2], lt_cap=[0, 2, 8], lt_insert_prob=[0, 1.0, 1.0], lt_second_prob=[0, 0.0, 1.0]
-    )
+    cfg = Config(lt_threshold=[0.3, 0.2], lt_cap=[2, 8], lt_insert_prob=[1.0, 1.0], lt_second_prob=[0.0, 1.0])
     logp = [math.log(p) for p in (0.9, 0.1, 0.5, 0.05, 0.25, 0.95)]
     assert choose_insertions(logp, 2, cfg, random.Random(0)) == [(1, 2), (3, 2)]  # p < 0.2, both doubled
     assert len(choose_insertions(logp, 1, cfg, random.Random(0))) == 2  # p < 0.3: three candidates, cap 2

@@ -180,7 +180,7 @@ def test_batched_insertion_scoring_equals_one_example_at_a_time(base_dir):
     from latentlm.models.latent_thoughts.curriculum import encode_parts
     from latentlm.models.latent_thoughts.source import LatentCurriculum
 
-    m = model_for(base_dir, "lt_tuning", lt_threshold=[0.0, 0.9, 0.9], lt_cap=[0, 3, 3])
+    m = model_for(base_dir, "lt_tuning", lt_threshold=[0.9, 0.9], lt_cap=[3, 3])
     exs = [EX, ReasoningExample("9-4?", ["9-4=5"], "5"), ReasoningExample("1?", [], "1")]
     src = LatentCurriculum(m.config, m.tokenizer, seed=0)
     batched = src.score_insertions(m, exs, 1, batch=2)

@@ -153,8 +153,8 @@ def test_a_variant_without_export_says_why_and_writes_nothing(toy, tmp_path):
 
 def test_fsdp_units_come_from_the_spec_latent_thoughts_gives_its_base_models_layers(tmp_path):
     from latentlm.data.tokenizer import char_tokenizer
-    from tests.tiny_llama import save_tiny_llama
     from tests.conftest import tiny_gpt_config
+    from tests.tiny_llama import save_tiny_llama
 
     gpt = variant_spec("gpt").build(tiny_gpt_config(n_layers=3))
     assert fsdp_units(gpt) == list(gpt.blocks)

@@ -1,7 +1,7 @@
 """Reasoning accuracy of latent-thought runs: exact match, generated tokens, latent steps, termination, collapse
 diagnostics.
 
-Prompts follow each method's inference format (curriculum.prompt_ids); generation is batched with the run's
+Prompts follow each method's inference format (the model's reasoning_prompt); generation is batched with the run's
 switching policy. The answer is the text after the last "###", up to a newline, with special tokens (<thinking>,
 <latent>, ...) and commas removed (the official Coconut / LT-Tuning metric: both strip special tokens). A generation
 *terminates* when it emits the end-of-text token after an answer marker. Collapse diagnostics over the latent steps
@@ -40,10 +40,12 @@ def normalise(answer: str) -> str:
 
 
 def gold_chain_tokens(examples, tokenizer) -> list[int]:
-    """Tokens of each example's gold response: steps, "### answer" and end-of-text (what CoT-SFT writes)."""
-    from latentlm.models.latent_thoughts.curriculum import encode_parts
-
-    return [sum(map(len, s)) + len(a) for _, s, a in (encode_parts(ex, tokenizer) for ex in examples)]
+    """Tokens of each example's gold response as CoT-SFT writes it: each step and a newline, "### answer", then
+    end-of-text (the reasoning response format; tests check it against the curriculum's layout)."""
+    return [
+        sum(len(tokenizer.encode(s + "\n")) for s in ex.steps) + len(tokenizer.encode("### " + ex.answer)) + 1
+        for ex in examples
+    ]
 
 
 def default_max_new_tokens(examples, tokenizer, prompts, max_seq_len: int) -> int:
@@ -67,20 +69,17 @@ def evaluate_reasoning(
     policy: str | None = None,
     keep: int = 3,
 ) -> dict:
-    from latentlm.models.latent_thoughts.base import check_special_tokens
-    from latentlm.models.latent_thoughts.curriculum import prompt_ids
-
+    """The model answers through its reasoning interface: reasoning_prompt(example, tokenizer), extra_new_tokens,
+    generation_options(examples, policy), embedding_norm(), generate(..., policy=, return_trace=True) and
+    config.max_seq_len / config.method / config.policy; nothing else of it is read."""
     cfg = model.config
-    check_special_tokens(tokenizer, cfg.special_tokens)
-    all_prompts = [prompt_ids(ex, cfg.method, cfg, tokenizer) for ex in examples]
+    all_prompts = [model.reasoning_prompt(ex, tokenizer) for ex in examples]
     if max_new_tokens is None:
         max_new_tokens = default_max_new_tokens(examples, tokenizer, all_prompts, cfg.max_seq_len)
-        if cfg.method == "lt_tuning":  # its <thinking> steps sit inside the text: room for as many as training had
-            max_new_tokens += 2 * max(cfg.lt_cap)
+        max_new_tokens += model.extra_new_tokens  # e.g. LT-Tuning's <thinking> sit inside the text
     correct, gen_tokens, latent_steps, terminated, samples, per_item = 0, [], [], 0, [], []
     norms, cosines = [], []
-    emb_norm = float(model.base.get_input_embeddings().weight.detach().norm(dim=-1).mean())
-    fixed = (policy or cfg.policy) in ("fixed",) or ((policy or cfg.policy) == "auto" and cfg.method == "coconut")
+    emb_norm = model.embedding_norm()
     was = model.training
     model.eval()
     for s in range(0, len(examples), batch_size):
@@ -90,9 +89,7 @@ def evaluate_reasoning(
         ids = torch.tensor([[tokenizer.pad_id] * (T - len(p)) + p for p in prompts])
         mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts])
         new = min(max_new_tokens, cfg.max_seq_len - T)
-        kw = {}
-        if fixed and hasattr(model, "default_latents"):  # Coconut: min(max, #steps) latents per row (official rule)
-            kw["n_latents"] = torch.tensor([model.default_latents(len(ex.steps)) for ex in chunk])
+        kw = model.generation_options(chunk, policy)  # Coconut: min(max, #steps) latents per row (official rule)
         out, info = model.generate(ids, new, attention_mask=mask, policy=policy, return_trace=True, **kw)
         rows_latents: list[list[torch.Tensor]] = [[] for _ in chunk]
         for is_latent, z in info["latents"]:

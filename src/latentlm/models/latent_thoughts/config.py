@@ -4,8 +4,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from latentlm.errors import ConfigError
-
-METHODS = ("nocot", "cot", "pause", "coconut", "lt_tuning", "soft_thinking")
+from latentlm.models.latent_thoughts.methods import METHODS, get_method
 
 
 @dataclass
@@ -23,8 +22,8 @@ class LatentThoughtsConfig:
     init_token: str = "<<"
     """Existing token whose embedding initialises the special tokens (Coconut uses "<<")."""
     latent_embedding: Literal["auto", "hidden", "fusion", "soft"] = "auto"
-    """Input embedding of a latent: auto = the method's (coconut: hidden, lt_tuning: stage 2 hidden, stage 3 fusion,
-    soft_thinking: soft)."""
+    """Input embedding of a latent: auto = the method's (methods.py; coconut: hidden, lt_tuning: stage 1 hidden,
+    stage 2 fusion, soft_thinking: soft)."""
     fusion_alpha: float = 0.6
     """LT-Tuning: weight of the hidden state in alpha * h + (1 - alpha) * E^T p~ (alpha = 1 is Coconut)."""
     fusion_top_p: float = 0.9
@@ -48,14 +47,16 @@ class LatentThoughtsConfig:
     pause_tokens: int = 3
     """pause baseline: <latent> tokens (plain, learned embeddings) between question and answer."""
     stage_steps: list[int] = field(default_factory=lambda: [100, 100, 100])
-    """Optimizer steps per curriculum stage (Coconut: stage 0 = CoT, then stages 1..max and the all-latent stage
-    max+1, one entry each, the last one repeating; LT-Tuning: its stages 1, 2, 3)."""
-    lt_threshold: list[float] = field(default_factory=lambda: [0.0, 0.3, 0.2])
-    """LT-Tuning: a response token is a candidate when p(gold) under the current model is below this, per stage."""
-    lt_cap: list[int] = field(default_factory=lambda: [0, 6, 8])
-    """LT-Tuning: at most this many insertion points per example, per stage."""
-    lt_insert_prob: list[float] = field(default_factory=lambda: [0.0, 0.85, 0.95])
-    lt_second_prob: list[float] = field(default_factory=lambda: [0.0, 0.15, 0.2])
+    """Optimizer steps per curriculum stage, stages numbered from 0 (methods.py). Coconut: stage 0 = CoT, stages
+    1..max and the all-latent stage max+1, one entry each, the last one repeating; LT-Tuning: stages 0 (CoT-SFT),
+    1 (hidden-state <thinking>), 2 (fusion) - the paper's stages 1, 2, 3."""
+    lt_threshold: list[float] = field(default_factory=lambda: [0.3, 0.2])
+    """LT-Tuning: a response token is a candidate when p(gold) under the current model is below this; one value per
+    insertion stage, [stage 1, stage 2] (stage 0 is CoT-SFT and inserts nothing)."""
+    lt_cap: list[int] = field(default_factory=lambda: [6, 8])
+    """LT-Tuning: at most this many insertion points per example, [stage 1, stage 2]."""
+    lt_insert_prob: list[float] = field(default_factory=lambda: [0.85, 0.95])
+    lt_second_prob: list[float] = field(default_factory=lambda: [0.15, 0.2])
     # inference
     policy: Literal["auto", "fixed", "learned", "threshold", "cold_stop", "none"] = "auto"
     """auto = the method's: coconut fixed count, lt_tuning learned <thinking>, soft_thinking cold stop, else none."""
@@ -76,7 +77,7 @@ class LatentThoughtsConfig:
 
     @property
     def n_stages(self) -> int:
-        return self.max_latent_stage + 2 if self.method == "coconut" else 3 if self.method == "lt_tuning" else 1
+        return get_method(self.method).n_stages(self)
 
     def adopt_checkpoint(self, ckpt) -> None:
         """Loading a checkpoint that holds a base record (base/source.json): build the base from it, so the
@@ -87,6 +88,8 @@ class LatentThoughtsConfig:
             self.base_model = str(Path(ckpt) / "base")
 
     def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown model.method={self.method!r}; known: {', '.join(METHODS)}")
         if self.max_seq_len < 8:
             raise ConfigError(f"model.max_seq_len={self.max_seq_len} is too short")
         if not 0 <= self.fusion_alpha <= 1:  # (NaN fails the comparison, so it is rejected too)
@@ -105,10 +108,13 @@ class LatentThoughtsConfig:
                 "when starting from a CoT-SFT model), not all 0"
             )
         for name in ("lt_threshold", "lt_cap", "lt_insert_prob", "lt_second_prob"):
-            if len(getattr(self, name)) != 3:
-                raise ConfigError(f"model.{name} needs one value per LT-Tuning stage (3)")
-        needed = {"coconut": ["<bot>", "<eot>", "<latent>"], "lt_tuning": ["<thinking>"], "pause": ["<latent>"]}
-        missing = [t for t in needed.get(self.method, []) if t not in self.special_tokens]
+            if len(getattr(self, name)) != 2:
+                raise ConfigError(
+                    f"model.{name}={getattr(self, name)} needs one value per LT-Tuning insertion stage: [stage 1, "
+                    "stage 2] (stage 0 is CoT-SFT)"
+                )
+        method = get_method(self.method)
+        missing = [t for t in method.special_tokens if t not in self.special_tokens]
         if missing:
             raise ConfigError(f"model.special_tokens lacks {missing} which method {self.method!r} needs")
 

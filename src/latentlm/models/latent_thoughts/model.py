@@ -4,23 +4,24 @@ Thinking (Zhang et al. 2025), and the No-CoT / CoT-SFT / pause-token baselines, 
 A latent position holds a marker token (<latent> for Coconut, <thinking> for LT-Tuning) whose input embedding is
 replaced by a vector built from the previous position's outputs (fusion.py). Training and scoring run the batched
 frontier passes (passes.py); generation is batched and KV-cached with per-row switching (generate.py,
-policies.py). The curriculum stage arrives with the batch ("stage"), which picks LT-Tuning's builder: hidden
-state in stage 2, context-prediction fusion in stage 3.
+policies.py). Everything method-specific comes from the method's record (methods.py). The curriculum stage
+(0-based) arrives with the batch ("stage"), which picks LT-Tuning's builder: hidden state in stage 1,
+context-prediction fusion in stage 2.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from latentlm.data.tokenizer import Tokenizer
-from latentlm.models.decoder import token_logprobs
+from latentlm.models.decoder import Decoder, token_logprobs
 from latentlm.models.latent_thoughts import policies as P
 from latentlm.models.latent_thoughts.base import add_special_tokens, load_base, resolve_base, save_base_record
 from latentlm.models.latent_thoughts.config import LatentThoughtsConfig
 from latentlm.models.latent_thoughts.fusion import Adapter, LatentBuilder
 from latentlm.models.latent_thoughts.generate import generate_latent
+from latentlm.models.latent_thoughts.methods import get_method
 from latentlm.models.latent_thoughts.passes import LlamaRunner, frontier_forward
 from latentlm.outputs import LMOutput
 
@@ -30,6 +31,7 @@ class LatentThoughts(nn.Module):
         super().__init__()
         config.validate()
         self.config = c = config
+        self.method = get_method(c.method)
         path = resolve_base(c.base_model)
         self.base = load_base(path)
         self.tokenizer = Tokenizer.load(path)
@@ -40,9 +42,7 @@ class LatentThoughts(nn.Module):
         d = self.base.config.hidden_size
         self.adapter = Adapter(d, c.adapter_hidden) if c.adapter else None
         self.ddp_find_unused_parameters = c.adapter  # batches without latents leave the adapter unused
-        self.latent_ids = {"coconut": [self.ids.get("<latent>")], "lt_tuning": [self.ids.get("<thinking>")]}.get(
-            c.method, []
-        )
+        self.latent_ids = [self.ids[t] for t in self.method.latent_markers]
         self.stage = c.n_stages - 1  # inference uses the final stage's latents; training batches say otherwise
 
     @property
@@ -57,11 +57,7 @@ class LatentThoughts(nn.Module):
 
     def builder(self, stage: int | None = None) -> LatentBuilder:
         c, stage = self.config, self.stage if stage is None else stage
-        kind = c.latent_embedding
-        if kind == "auto":
-            kind = {"coconut": "hidden", "soft_thinking": "soft"}.get(c.method, "fusion")
-            if c.method == "lt_tuning" and stage < 2:
-                kind = "hidden"
+        kind = self.method.latent_kind(stage) if c.latent_embedding == "auto" else c.latent_embedding
         temperature = c.soft_temperature if kind == "soft" else c.fusion_temperature
         return LatentBuilder(
             kind,
@@ -101,7 +97,7 @@ class LatentThoughts(nn.Module):
             logits = self.base(input_ids=input_ids, attention_mask=attention_mask).logits
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+            loss = Decoder.lm_loss(logits, labels)
             metrics["ce"] = loss.detach()
         return LMOutput(loss=loss, logits=logits, metrics=metrics)
 
@@ -115,7 +111,7 @@ class LatentThoughts(nn.Module):
         c = self.config
         name = name or c.policy
         if name == "auto":
-            name = {"coconut": "fixed", "lt_tuning": "learned", "soft_thinking": "cold_stop"}.get(c.method, "none")
+            name = self.method.default_policy
         answer = self.tokenizer.encode("###")[0]
         marker = self.ids.get("<latent>", -1)
         return {
@@ -175,10 +171,32 @@ class LatentThoughts(nn.Module):
 
     def prompt_ids(self, question: str) -> list[int]:
         """A question in this method's inference format (e.g. Coconut appends <bot>)."""
-        from latentlm.data.reasoning import ReasoningExample
-        from latentlm.models.latent_thoughts.curriculum import prompt_ids
+        return self.tokenizer.encode(question + "\n") + self.method.prompt_suffix(self.config, self.tokenizer)
 
-        return prompt_ids(ReasoningExample(question), self.config.method, self.config, self.tokenizer)
+    # --- what the reasoning evaluator asks (eval/reasoning.py reads nothing else of the model) ------------------
+
+    def reasoning_prompt(self, example, tokenizer) -> list[int]:
+        """An example's prompt in this method's inference format, with the evaluator's tokenizer."""
+        from latentlm.models.latent_thoughts.base import check_special_tokens
+
+        check_special_tokens(tokenizer, self.config.special_tokens)
+        return tokenizer.encode(example.question + "\n") + self.method.prompt_suffix(self.config, tokenizer)
+
+    @property
+    def extra_new_tokens(self) -> int:
+        """Generation budget beyond the gold chain (LT-Tuning's <thinking> sit inside the text)."""
+        return self.method.extra_new_tokens(self.config)
+
+    def generation_options(self, examples, policy: str | None = None) -> dict:
+        """Per-batch generate() keywords: the fixed policy (Coconut's) gets min(max, #gold steps) latents per row."""
+        name = policy or self.config.policy
+        if name == "fixed" or (name == "auto" and self.method.default_policy == "fixed"):
+            return {"n_latents": torch.tensor([self.default_latents(len(ex.steps)) for ex in examples])}
+        return {}
+
+    def embedding_norm(self) -> float:
+        """Mean norm of the token input embeddings (the scale latents are compared against)."""
+        return float(self.base.get_input_embeddings().weight.detach().norm(dim=-1).mean())
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

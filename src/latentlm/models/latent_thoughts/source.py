@@ -14,13 +14,8 @@ import torch
 
 from latentlm.data.reasoning import ReasoningExample, ReasoningSource, register_curriculum
 from latentlm.models.latent_thoughts.base import check_special_tokens
-from latentlm.models.latent_thoughts.curriculum import (
-    choose_insertions,
-    coconut_stage,
-    encode_parts,
-    lt_stage,
-    render,
-)
+from latentlm.models.latent_thoughts.curriculum import choose_insertions, encode_parts, render
+from latentlm.models.latent_thoughts.methods import get_method
 
 
 class LatentCurriculum:
@@ -30,6 +25,7 @@ class LatentCurriculum:
         check_special_tokens(tok, cfg.special_tokens)
         self.cfg, self.tok, self.seed = cfg, tok, seed
         self.name = self.method = cfg.method
+        self.spec = get_method(self.method)
         self.insertions: dict[int, list[tuple[int, int]]] = {}
         self.insertion_stage = -1
 
@@ -43,23 +39,13 @@ class LatentCurriculum:
     def longest(self, example: ReasoningExample) -> int:
         c = self.cfg
         q, steps, answer = encode_parts(example, self.tok)
-        cot = len(q) + sum(map(len, steps)) + len(answer)
-        extra = {
-            "coconut": 2 + c.max_latent_stage * c.c_thought,
-            "lt_tuning": 2 * max(c.lt_cap),
-            "pause": c.pause_tokens,
-        }.get(self.method, 0)
-        return cot + extra
+        return len(q) + sum(map(len, steps)) + len(answer) + self.spec.extra_train_tokens(c)
 
     def phase(self, step: int) -> int:
-        if self.method == "coconut":
-            return coconut_stage(step, self.cfg)
-        if self.method == "lt_tuning":
-            return lt_stage(step, self.cfg)
-        return 0
+        return self.spec.stage_of(step, self.cfg)
 
     def begin_phase(self, phase: int, model, examples: list[ReasoningExample]) -> None:
-        if self.method == "lt_tuning" and phase > 0 and self.insertion_stage != phase:
+        if self.spec.inserts_thinking and phase > 0 and self.insertion_stage != phase:
             self.insertions = self.score_insertions(model, examples, phase)
             self.insertion_stage = phase
 
