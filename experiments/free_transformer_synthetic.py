@@ -160,7 +160,9 @@ def block_start_ce(model, ids: torch.Tensor, starts: list[int], seed: int) -> di
     return out
 
 
-def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=32, old=False) -> dict:
+def run_one(
+    kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=32, old=False, hold=0, anneal=None, extra=()
+) -> dict:
     name = run_name(kappa, seed, schedule, old)
     run_dir = REPO / f"runs/ft_synthetic{tag}" / name
     if run_dir.exists():
@@ -181,9 +183,11 @@ def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=3
     else:
         over += [f"--model.kappa_bits={kappa}"]
         if schedule:
-            over += [f"--model.kappa_start_bits={schedule}", f"--model.kappa_anneal_steps={steps // 2}"]
+            over += [f"--model.kappa_start_bits={schedule}", f"--model.kappa_hold_steps={hold}"]
+            over += [f"--model.kappa_anneal_steps={steps // 2 if anneal is None else anneal}"]
         if old:
             over += OLD_DEFAULT
+    over += list(extra)
     cfg = load_config(CONFIG, over)
     t0 = time.perf_counter()
     summary = train(cfg)
@@ -196,6 +200,9 @@ def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=3
         name=name,
         kappa_bits=kappa,
         kappa_start_bits=schedule,
+        kappa_hold_steps=hold if schedule else 0,
+        kappa_anneal_steps=(steps // 2 if anneal is None else anneal) if schedule else 0,
+        overrides=list(extra),
         condition="old_init" if old else ("schedule" if schedule else "default"),
         seed=seed,
         steps=steps,
@@ -226,6 +233,10 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--kappas", type=float, nargs="*", default=None, help="kappas in bits (default: the sweep)")
     ap.add_argument("--schedule", type=float, default=None, help="also run kappa=1/2 annealed from this kappa")
+    ap.add_argument("--hold", type=int, default=0, help="schedule: steps at the start kappa before the anneal")
+    ap.add_argument("--anneal", type=int, default=None, help="schedule: anneal steps (default steps // 2)")
+    ap.add_argument("--only-schedule", action="store_true", help="run only the scheduled kappa=1/2 condition")
+    ap.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run, e.g. model.d_model=192")
     ap.add_argument("--gpt", action="store_true", help="also train the GPT baseline (seed of --seeds[0])")
     ap.add_argument("--old-init", action="store_true", help="the kappas with the old table init (std 0.02, decayed)")
     ap.add_argument("--curve", type=float, default=None, help="the seed-0 run at this kappa logs agreement/steps")
@@ -236,12 +247,26 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     if not args.write:
-        conds = [(k, None) for k in (KAPPAS if args.kappas is None else args.kappas)]
+        conds = [] if args.only_schedule else [(k, None) for k in (KAPPAS if args.kappas is None else args.kappas)]
         conds += [(0.5, args.schedule)] if args.schedule else []
+        extra = [f"--{o}" for o in args.set]
         for kappa, start in conds:  # condition by condition, every seed, so a cut-short sweep loses whole rows
             for seed in args.seeds:
                 keep = max(args.steps // 4, 1) if (kappa == args.curve and start is None and seed == 0) else 0
-                run_one(kappa, seed, args.steps, args.tag, args.pairs, start, keep, batch=args.batch, old=args.old_init)
+                run_one(
+                    kappa,
+                    seed,
+                    args.steps,
+                    args.tag,
+                    args.pairs,
+                    start,
+                    keep,
+                    batch=args.batch,
+                    old=args.old_init,
+                    hold=args.hold,
+                    anneal=args.anneal,
+                    extra=extra,
+                )
         if args.gpt:
             run_one(None, args.seeds[0], args.steps, args.tag, args.pairs, batch=args.batch)
         return
