@@ -77,7 +77,9 @@ class FreeTransformerConfig(DecoderConfig):
         elif self.kappa_anneal_steps < 0:
             raise ConfigError(f"model.kappa_anneal_steps={self.kappa_anneal_steps} must be >= 0")
         if self.kappa_hold_steps < 0:
-            raise ConfigError(f"model.kappa_hold_steps={self.kappa_hold_steps} must be >= 0 (steps at kappa_start_bits)")
+            raise ConfigError(
+                f"model.kappa_hold_steps={self.kappa_hold_steps} must be >= 0 (steps at kappa_start_bits)"
+            )
         if self.inject_scale not in ("init", "rms"):
             raise ConfigError(f"model.inject_scale={self.inject_scale!r} must be one of: init, rms")
         if not 0 < self.inject_std < float("inf"):
