@@ -277,10 +277,11 @@ def main():
     ap.add_argument("--batch", type=int, default=32, help="train.batch_size (the config's is 32)")
     ap.add_argument("--tag", default="", help="suffix for the grid folder runs/ft_synthetic<tag> and the results")
     ap.add_argument("--write", action="store_true", help="only gather finished runs into the results files")
+    ap.add_argument("--from", dest="sources", nargs="*", default=None, help="--write: gather these tags' runs")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.write:
-        return write_results(args.tag)
+        return write_results(args.tag, args.sources)
     extra = parse_set(args.set)
     conds = []
     kappas = [] if args.only_schedule else (KAPPAS if args.kappas is None else args.kappas)
@@ -301,8 +302,12 @@ def main():
             post_eval(grid / "runs" / c["arm"] / f"seed_{seed}", c, seed, args.pairs)
 
 
-def write_results(tag: str):
-    rows = [json.loads(p.read_text()) for p in sorted((REPO / f"runs/ft_synthetic{tag}").rglob("result.json"))]
+def write_results(tag: str, sources: list[str] | None = None):
+    rows = [
+        json.loads(p.read_text())
+        for src in (sources if sources is not None else [tag])
+        for p in sorted((REPO / f"runs/ft_synthetic{src}").rglob("result.json"))
+    ]
     if not rows:
         raise SystemExit("no finished runs to gather")
     OUT.mkdir(parents=True, exist_ok=True)
