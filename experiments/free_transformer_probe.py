@@ -10,8 +10,11 @@ For a run of experiments/free_transformer_synthetic.py (a directory with a check
   "split" counts positions with 0.1 < h_t < 0.9 (a decision the sampling of that token makes).
 - **the same with posterior Z** of val sequences (the codes the decoder was trained on): is the noise-free
   start distribution sharp, and at the source's position?
-- **prefix sensitivity**: for sampled pairs with shared Z, the hazard at sample A's block start when A's
-  prefix is teacher-forced vs when B's noise pattern is put into A's prefix.
+- **posterior windows**: the encoder's codes kept only in a window before the block start (prior codes
+  elsewhere): P(start at the source's position) on the noise-free prefix. Is the position carried by the
+  codes just before the block or spread over the whole prefix?
+- **aggregate posterior**: the prior's distance from Qbar_t (code usage), and the spread when each Z_t is
+  drawn from Qbar_t independently over t instead of uniformly (fixes the marginals, not the correlations).
 
     python experiments/free_transformer_probe.py RUN_DIR [--codes 64 --samples 16] [--json OUT]
 """
@@ -151,6 +154,28 @@ def main():
     report["posterior"]["sampled_at_source"] = float(
         np.mean([np.mean([s == pos for s in st]) for st, (_, _, pos) in zip(res_q, src)])
     )
+
+    # where does the posterior keep the position? Keep the encoder's codes only in a window of token positions
+    # relative to the block start s = pos + 2 (the first block letter is predicted at position s - 1), prior
+    # codes elsewhere; P(start at the source's position) on the noise-free prefix
+    win = {}
+    starts_q = torch.tensor([pos for _, _, pos in src]) + 2
+    tpos = torch.arange(n)[None, :]
+    for name, lo, hi in [
+        ("none", 0, 0),
+        ("s-1 only", -1, 0),
+        ("s-2..s-1", -2, 0),
+        ("s-4..s-1", -4, 0),
+        ("s-8..s-1", -8, 0),
+        ("all before s", -n, 0),
+        ("before s-8", -n, -8),
+        ("all", -n, n),
+    ]:
+        keep = (tpos >= starts_q[:, None] + lo) & (tpos < starts_q[:, None] + hi)
+        mixed = torch.where(keep, post, model.prior_codes(post.shape, g))
+        _, p_w = start_distribution(model, tok, [c for _, c, _ in src], mixed)
+        win[name] = float(p_w[torch.arange(len(src)), starts_q - 2].mean())
+    report["posterior_window_p_source"] = win
 
     # the aggregate posterior Qbar_t (exact over the 2^H codes, 256 val sequences): how far is the prior from it,
     # and does drawing each Z_t from Qbar_t (independently over t) instead of uniform fix the decoder's decision?
