@@ -1,7 +1,11 @@
 """The Free Transformer's synthetic task (Fleuret 2025, §4): does Z learn *where* the block goes?
 
-Each condition (kappa in bits, seed) trains configs/free_transformer/blocks.yaml through the shared trainer in
-its own fresh directory (never resumed), then measures:
+The training grid is a thin spec over the comparison harness (`latentlm.compare.run_compare`): one arm per
+condition (configs/free_transformer/blocks.yaml + overrides: kappa, schedule, steps, batch, any --set), budget
+`none` (each arm trains its own max_steps), train.seed = the seed, each run in its own folder
+runs/ft_synthetic<tag>/runs/ARM/seed_N, never resumed under another config (the harness refuses). The harness
+records the run (config hash, checkpoint sha256, val loss with prior Z). Then a post-step over each finished
+run folder measures (RUN/result.json, redone only when the run's config hash or the pair count changed):
 - **shared / independent agreement**: `pairs` independent pairs of samples from the prompt "<L>>" (a random
   letter per pair, temperature 1). In a *shared* pair both samples use one Z sequence drawn from the prior;
   in an *independent* pair each sample draws its own. A pair agrees when both samples contain a run of 8
@@ -17,9 +21,10 @@ its own fresh directory (never resumed), then measures:
   input-dependent part (MI, bits/token) and its bias part.
 Also the val loss with prior Z through score(), and the last training KL.
 
-    python experiments/free_transformer_synthetic.py --steps 500 [--seeds 0 1 2] [--kappas ...] [--schedule]
-    python experiments/free_transformer_synthetic.py --write     # tables from the finished runs' results
-Each run writes runs/ft_synthetic<tag>/<name>/result.json; --write gathers them into
+    python experiments/free_transformer_synthetic.py --steps 500 [--seeds 0 1 2] [--kappas ...] [--tag T]
+        [--schedule 2 --hold 300 --anneal 200 [--only-schedule]] [--set model.d_model=192 ...] [--gpt]
+    python experiments/free_transformer_synthetic.py --write --tag T  # tables from the finished runs
+--write gathers every result.json under runs/ft_synthetic<tag>/ into
 experiments/results/free_transformer_synthetic<tag>.{md,json}.
 """
 
@@ -28,20 +33,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
-from latentlm.config import load_config
+from latentlm.compare import run_compare
 from latentlm.data.reasoning import BlockTask
 from latentlm.eval.stats import mean_sd, wilson
 from latentlm.models.free_transformer.diagnostics import diagnose
 from latentlm.nn import SamplingConfig
 from latentlm.train.checkpoint import load_run
-from latentlm.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/free_transformer/blocks.yaml"
@@ -54,9 +58,11 @@ OLD_DEFAULT = ["--model.inject_std=0.02", "--model.inject_weight_decay=true"]  #
 
 
 def run_name(kappa, seed, schedule=None, old=False) -> str:
+    """Arm name (seed None) or run name of a condition."""
+    sfx = "" if seed is None else f"_s{seed}"
     if kappa is None:
-        return f"gpt_s{seed}"
-    return f"kappa_{kappa:g}" + (f"_from_{schedule:g}" if schedule else "") + ("_old_init" if old else "") + f"_s{seed}"
+        return "gpt" + sfx
+    return f"kappa_{kappa:g}" + (f"_from_{schedule:g}" if schedule else "") + ("_old_init" if old else "") + sfx
 
 
 def positions_and_noise(tok, ids: torch.Tensor, letters: list[str]):
@@ -160,64 +166,98 @@ def block_start_ce(model, ids: torch.Tensor, starts: list[int], seed: int) -> di
     return out
 
 
-def run_one(kappa, seed, steps, tag, pairs, schedule=None, keep_every=0, batch=32, old=False) -> dict:
-    name = run_name(kappa, seed, schedule, old)
-    run_dir = REPO / f"runs/ft_synthetic{tag}" / name
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # a fresh run: never resumed from an older one
-    over = [
-        f"--train.out_dir={run_dir}",
-        f"--train.max_steps={steps}",
-        f"--train.batch_size={batch}",
-        f"--train.seed={seed}",
-        "--train.resume=false",
-        "--log.progress=false",
-        f"--eval.every={steps}",
-    ]
+def arm_overrides(kappa, steps, batch, schedule=None, hold=0, anneal=None, old=False, keep_every=0, extra=None):
+    """The config overrides of one condition (an arm of the comparison grid)."""
+    over = {"train.max_steps": steps, "train.batch_size": batch, "log.progress": False, "eval.every": steps}
     if keep_every:
-        over += [f"--train.ckpt_every={keep_every}", "--train.keep_checkpoints=1000"]
+        over.update({"train.ckpt_every": keep_every, "train.keep_checkpoints": 1000})
     if kappa is None:
-        over += ["--model.latent=false"]
+        over["model.latent"] = False
     else:
-        over += [f"--model.kappa_bits={kappa}"]
+        over["model.kappa_bits"] = kappa
         if schedule:
-            over += [f"--model.kappa_start_bits={schedule}", f"--model.kappa_anneal_steps={steps // 2}"]
+            over.update(
+                {
+                    "model.kappa_start_bits": schedule,
+                    "model.kappa_hold_steps": hold,
+                    "model.kappa_anneal_steps": steps // 2 if anneal is None else anneal,
+                }
+            )
         if old:
-            over += OLD_DEFAULT
-    cfg = load_config(CONFIG, over)
-    t0 = time.perf_counter()
-    summary = train(cfg)
-    wall_train = time.perf_counter() - t0
+            over.update({"model.inject_std": 0.02, "model.inject_weight_decay": True})
+    over.update(extra or {})
+    return over
+
+
+def grid_spec(tag: str, conds: list[dict], seeds: list[int]) -> dict:
+    """The training grid as a `latentlm compare` spec: one arm per condition, budget none (each arm's own
+    max_steps), the harness's val loss only (no leak probe: the FT's prior-Z score cannot leak)."""
+    return {
+        "name": f"ft_synthetic{tag}",
+        "title": "Free Transformer synthetic block task",
+        "seeds": seeds,
+        "budget": "none",
+        "arms": {c["arm"]: {"config": str(CONFIG), "overrides": c["overrides"]} for c in conds},
+        "eval": {"val_batches": 4, "leak": False},
+    }
+
+
+def post_eval(run_dir: Path, cond: dict, seed: int, pairs: int) -> dict:
+    """The FT-specific sample evaluation of one finished run folder of the grid -> RUN/result.json."""
+    rec = json.loads((run_dir / "compare_run.json").read_text())
+    out = run_dir / "result.json"
+    if out.is_file():
+        old = json.loads(out.read_text())
+        if old.get("config_hash") == rec["config_hash"] and old.get("pairs") == pairs:
+            return old  # already evaluated, same run
     model, tok = load_run(run_dir)
+    cfg = model.run_config
     last = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train"' in x][-1]
     t1 = time.perf_counter()
     res = evaluate_model(model, tok, pairs, seed, cfg.train.seed)
+    m = cfg.model
+    latent = m.latent
     res.update(
-        name=name,
-        kappa_bits=kappa,
-        kappa_start_bits=schedule,
-        condition="old_init" if old else ("schedule" if schedule else "default"),
+        name=f"{cond['arm']}_s{seed}",
+        config_hash=rec["config_hash"],
+        kappa_bits=m.kappa_bits if latent else None,
+        kappa_start_bits=m.kappa_start_bits if latent else None,
+        kappa_hold_steps=m.kappa_hold_steps if latent else 0,
+        kappa_anneal_steps=m.kappa_anneal_steps if latent else 0,
+        overrides=cond["extra"],
+        condition=cond["condition"],
         seed=seed,
-        steps=steps,
-        batch_size=batch,
+        steps=cfg.train.max_steps,
+        batch_size=cfg.train.batch_size,
         pairs=pairs,
-        val_loss_prior_z=summary["val"]["loss"],
+        val_loss_prior_z=rec["metrics"]["val"]["loss"],
         train_kl_bits=last.get("kl_bits", 0.0),
         train_r_over_x=last.get("r_over_x"),
-        wall_train_s=wall_train,
+        wall_train_s=rec["train"]["wall_s"],
         wall_eval_s=time.perf_counter() - t1,
     )
-    if keep_every:  # agreement against training steps, from the kept checkpoints
+    keep = cfg.train.ckpt_every if cfg.train.keep_checkpoints >= 1000 else 0
+    if keep and latent:  # agreement against training steps, from the kept checkpoints
         curve = []
         for ck in sorted((run_dir / "checkpoints").glob("step_*")):
-            m, _ = load_run(ck)
-            sh = agreement_stats(sample_pairs(m, tok, pairs // 2, True, 5000 + seed))
-            ind = agreement_stats(sample_pairs(m, tok, pairs // 2, False, 6000 + seed))
+            mk, _ = load_run(ck)
+            sh = agreement_stats(sample_pairs(mk, tok, pairs // 2, True, 5000 + seed))
+            ind = agreement_stats(sample_pairs(mk, tok, pairs // 2, False, 6000 + seed))
             curve.append({"step": int(ck.name.split("_")[1]), "shared": sh["rate"], "indep": ind["rate"]})
         res["curve"] = curve
-    (run_dir / "result.json").write_text(json.dumps(res, indent=1))
+    out.write_text(json.dumps(res, indent=1))
     print(json.dumps({k: res[k] for k in ("name", "wall_train_s", "wall_eval_s")}), flush=True)
     return res
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set {item!r} must be dotted.key=value")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def main():
@@ -226,30 +266,48 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--kappas", type=float, nargs="*", default=None, help="kappas in bits (default: the sweep)")
     ap.add_argument("--schedule", type=float, default=None, help="also run kappa=1/2 annealed from this kappa")
-    ap.add_argument("--gpt", action="store_true", help="also train the GPT baseline (seed of --seeds[0])")
+    ap.add_argument("--hold", type=int, default=0, help="schedule: steps at the start kappa before the anneal")
+    ap.add_argument("--anneal", type=int, default=None, help="schedule: anneal steps (default steps // 2)")
+    ap.add_argument("--only-schedule", action="store_true", help="run only the scheduled kappa=1/2 condition")
+    ap.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run, e.g. model.d_model=192")
+    ap.add_argument("--gpt", action="store_true", help="also train the GPT baseline (every seed)")
     ap.add_argument("--old-init", action="store_true", help="the kappas with the old table init (std 0.02, decayed)")
-    ap.add_argument("--curve", type=float, default=None, help="the seed-0 run at this kappa logs agreement/steps")
+    ap.add_argument("--curve", type=float, default=None, help="runs at this kappa keep checkpoints for a curve")
     ap.add_argument("--pairs", type=int, default=448)
     ap.add_argument("--batch", type=int, default=32, help="train.batch_size (the config's is 32)")
-    ap.add_argument("--tag", default="", help="suffix for run dirs and results")
+    ap.add_argument("--tag", default="", help="suffix for the grid folder runs/ft_synthetic<tag> and the results")
     ap.add_argument("--write", action="store_true", help="only gather finished runs into the results files")
+    ap.add_argument("--from", dest="sources", nargs="*", default=None, help="--write: gather these tags' runs")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if not args.write:
-        conds = [(k, None) for k in (KAPPAS if args.kappas is None else args.kappas)]
-        conds += [(0.5, args.schedule)] if args.schedule else []
-        for kappa, start in conds:  # condition by condition, every seed, so a cut-short sweep loses whole rows
-            for seed in args.seeds:
-                keep = max(args.steps // 4, 1) if (kappa == args.curve and start is None and seed == 0) else 0
-                run_one(kappa, seed, args.steps, args.tag, args.pairs, start, keep, batch=args.batch, old=args.old_init)
-        if args.gpt:
-            run_one(None, args.seeds[0], args.steps, args.tag, args.pairs, batch=args.batch)
-        return
-    write_results(args.tag)
+    if args.write:
+        return write_results(args.tag, args.sources)
+    extra = parse_set(args.set)
+    conds = []
+    kappas = [] if args.only_schedule else (KAPPAS if args.kappas is None else args.kappas)
+    for kappa, start in [(k, None) for k in kappas] + ([(0.5, args.schedule)] if args.schedule else []):
+        keep = max(args.steps // 4, 1) if (kappa == args.curve and start is None) else 0
+        over = arm_overrides(kappa, args.steps, args.batch, start, args.hold, args.anneal, args.old_init, keep, extra)
+        cond = "old_init" if args.old_init else ("schedule" if start else "default")
+        conds.append({"arm": run_name(kappa, None, start, args.old_init), "overrides": over, "condition": cond})
+    if args.gpt:
+        over = arm_overrides(None, args.steps, args.batch, extra=extra)
+        conds.append({"arm": "gpt", "overrides": over, "condition": "gpt"})
+    for c in conds:
+        c["extra"] = {k: v for k, v in extra.items()}
+    grid = REPO / f"runs/ft_synthetic{args.tag}"
+    for c in conds:  # condition by condition, every seed, so a cut-short sweep loses whole rows
+        run_compare(grid_spec(args.tag, [c], args.seeds), grid, log=lambda m: print(m, flush=True))
+        for seed in args.seeds:
+            post_eval(grid / "runs" / c["arm"] / f"seed_{seed}", c, seed, args.pairs)
 
 
-def write_results(tag: str):
-    rows = [json.loads(p.read_text()) for p in sorted((REPO / f"runs/ft_synthetic{tag}").glob("*/result.json"))]
+def write_results(tag: str, sources: list[str] | None = None):
+    rows = [
+        json.loads(p.read_text())
+        for src in (sources if sources is not None else [tag])
+        for p in sorted((REPO / f"runs/ft_synthetic{src}").rglob("result.json"))
+    ]
     if not rows:
         raise SystemExit("no finished runs to gather")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -266,6 +324,9 @@ def write_results(tag: str):
                 "seed": r["seed"],
                 "steps": r["steps"],
                 "batch_size": r.get("batch_size", 32),
+                "kappa_hold_steps": r.get("kappa_hold_steps", 0),
+                "kappa_anneal_steps": r.get("kappa_anneal_steps", r["steps"] // 2 if r["kappa_start_bits"] else 0),
+                "overrides": r.get("overrides") or {},
                 "shared_same_pos": r["shared"]["rate"],
                 "shared_ci95": r["shared"]["ci95"],
                 "indep_same_pos": r["indep"]["rate"],
@@ -310,17 +371,22 @@ def write_results(tag: str):
         "val sequences puts the block where the source had it. *Noise agree*: P(sample B has '!' at t | sample A",
         "has '!' at t) (background rate 1/16). *Val loss prior Z*: score() (prior Z per sequence).",
         "",
-        "| kappa (bits) | seed | shared Z same pos. [95% CI] | indep. Z same pos. [95% CI] | ratio | marginal chance "
+        "| kappa (bits) | seed | steps x batch | shared Z same pos. [95% CI] | indep. Z same pos. [95% CI] | ratio | marginal chance "
         "| CE gap nats/tok (block start: post. vs prior) | MI bits | bias bits | reconstruction [95% CI] | noise agree shared / indep. "
         "| val loss prior Z |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in machine:
-        k = f"{m['kappa_bits']:g}" + (f" (from {m['kappa_start_bits']:g})" if m["kappa_start_bits"] else "")
+        k = f"{m['kappa_bits']:g}" + (
+            f" (from {m['kappa_start_bits']:g}, hold {m['kappa_hold_steps']}, anneal {m['kappa_anneal_steps']})"
+            if m["kappa_start_bits"]
+            else ""
+        )
         k += " old init" if m["condition"] == "old_init" else ""
+        k += "".join(f", {a}={b}" for a, b in m["overrides"].items())
         ratio = m["shared_same_pos"] / m["indep_same_pos"] if m["indep_same_pos"] > 0 else math.inf
         lines.append(
-            f"| {k} | {m['seed']} | {m['shared_same_pos']:.3f} [{m['shared_ci95'][0]:.3f}, {m['shared_ci95'][1]:.3f}] "
+            f"| {k} | {m['seed']} | {m['steps']} x {m['batch_size']} | {m['shared_same_pos']:.3f} [{m['shared_ci95'][0]:.3f}, {m['shared_ci95'][1]:.3f}] "
             f"| {m['indep_same_pos']:.3f} [{m['indep_ci95'][0]:.3f}, {m['indep_ci95'][1]:.3f}] | {ratio:.1f} "
             f"| {m['marginal_chance']:.3f} | {m['ce_gap_nats']:.4f} ({m['ce_block_start_posterior']:.2f} vs {m['ce_block_start_prior']:.2f}) | {m['mi_bits']:.3f} | {m['bias_bits']:.3f} "
             f"| {m['reconstruction']:.3f} [{m['reconstruction_ci95'][0]:.3f}, {m['reconstruction_ci95'][1]:.3f}] "
@@ -329,7 +395,7 @@ def write_results(tag: str):
     for r in gpt:
         i = r["indep"]
         lines.append(
-            f"| GPT (no Z) | {r['seed']} | — | {i['rate']:.3f} [{i['ci95'][0]:.3f}, {i['ci95'][1]:.3f}] | — | — | — | — "
+            f"| GPT (no Z) | {r['seed']} | {r['steps']} x {r['batch_size']} | — | {i['rate']:.3f} [{i['ci95'][0]:.3f}, {i['ci95'][1]:.3f}] | — | — | — | — "
             f"| — | — | — / {i['noise_agree']:.3f} | {r['val_loss_prior_z']:.4f} |"
         )
     lines += [
@@ -339,16 +405,21 @@ def write_results(tag: str):
         "| kappa | shared | indep. | CE gap | MI bits | reconstruction |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    keys = sorted({(m["condition"], m["kappa_bits"], m["kappa_start_bits"]) for m in machine})
-    for cond, k, s in keys:
-        sel = [m for m in machine if (m["condition"], m["kappa_bits"], m["kappa_start_bits"]) == (cond, k, s)]
+
+    def key(m):
+        return (m["condition"], m["kappa_bits"], m["kappa_start_bits"], m["steps"], json.dumps(m["overrides"]))
+
+    keys = sorted({key(m) for m in machine})
+    for cond, k, s, n_steps, over in keys:
+        sel = [m for m in machine if key(m) == (cond, k, s, n_steps, over)]
 
         def f(field, sel=sel):
             mu, sd = mean_sd([m[field] for m in sel])
             return f"{mu:.3f} ± {sd:.3f}"
 
         lines.append(
-            f"| {k:g}{f' (from {s:g})' if s else ''}{' old init' if cond == 'old_init' else ''} (n={len(sel)}) | {f('shared_same_pos')} | {f('indep_same_pos')} "
+            f"| {k:g}{f' (from {s:g})' if s else ''}{' old init' if cond == 'old_init' else ''}"
+            f"{''.join(f', {a}={b}' for a, b in json.loads(over).items())}, {n_steps} steps (n={len(sel)}) | {f('shared_same_pos')} | {f('indep_same_pos')} "
             f"| {f('ce_gap_nats')} | {f('mi_bits')} | {f('reconstruction')} |"
         )
     for r in curve:

@@ -140,6 +140,29 @@ def test_cached_generation_equals_recompute_with_the_same_z():
             assert (codes == 7).all()
 
 
+def test_a_generation_nested_in_another_leaves_the_outer_codes_alone():
+    # the Z plan travels through the decoding loop's arguments: a generate() inside another one's callback
+    # (which shared instance state would clobber) changes nothing in the outer call
+    model = Model(ft_config()).eval()
+    prompt = torch.randint(0, 64, (2, 4))
+    codes = torch.randint(0, 2**5, (2, 12))
+    alone = model.generate(prompt, 8, z_codes=codes)
+    inner = []
+    nested = model.generate(
+        prompt, 8, z_codes=codes, callback=lambda tok: inner.append(model.generate(prompt, 2, z_seed=3))
+    )
+    assert len(inner) == 8 and torch.equal(nested, alone)
+    assert not any(isinstance(v, torch.Tensor) and v.dim() == 2 for v in vars(model).values())  # no codes on self
+
+
+def test_latent_off_is_built_as_the_plain_decoder_once():
+    ft = Model(ft_config(latent=False))
+    assert type(ft).__name__ == "PlainFreeTransformer" and not hasattr(ft, "encoder")
+    assert ft.diagnostics(None, None) is None and ft.score_note.startswith("exact")
+    x = torch.randint(0, 64, (2, 5))
+    assert torch.equal(ft.generate(x, 4, z="posterior", z_seed=1), ft.generate(x, 4))  # Z options are no-ops
+
+
 def test_decoder_is_causal_given_z():
     model = Model(ft_config()).eval()
     x = torch.randint(0, 64, (2, 16))

@@ -79,6 +79,13 @@ def test_kappa_schedule_is_log_linear_from_start_to_target_then_flat():
     assert model.kappa_bits == 0.5  # evaluation uses the target
 
 
+def test_kappa_hold_keeps_the_start_value_then_anneals_the_same_way():
+    plain = ft_config(kappa_bits=0.5, kappa_start_bits=2.0, kappa_anneal_steps=10)
+    held = ft_config(kappa_bits=0.5, kappa_start_bits=2.0, kappa_anneal_steps=10, kappa_hold_steps=7)
+    assert [held.kappa_at(s) for s in range(8)] == [2.0] * 8
+    assert all(math.isclose(held.kappa_at(s + 7), plain.kappa_at(s)) for s in range(20))
+
+
 def test_trainer_calls_the_step_hook_so_the_logged_kappa_follows_the_schedule(tmp_path):
     import json
 
@@ -112,6 +119,7 @@ def test_trainer_calls_the_step_hook_so_the_logged_kappa_follows_the_schedule(tm
         ("--model.latent_bits=21", "model.latent_bits=21 must be in [1, 20]"),
         ("--model.inject_std=-0.1", "model.inject_std=-0.1 must be > 0"),
         ("--model.kappa_start_bits=0.25", "model.kappa_start_bits=0.25 must be >= model.kappa_bits=1.0"),
+        ("--model.kappa_hold_steps=-3", "model.kappa_hold_steps=-3 must be >= 0"),
     ],
 )
 def test_bad_latent_settings_are_one_error_line_and_exit_2(override, field, tmp_path, capsys):

@@ -150,19 +150,20 @@ class Decoder(nn.Module):
         return KVCache(c.n_layers, batch_size, c.kv_heads, c.head_dim, max_len, dtype=p.dtype, device=p.device)
 
     def step(
-        self, input_ids: torch.Tensor, positions: torch.Tensor, cache: KVCache, key_valid: torch.Tensor | None
+        self, input_ids: torch.Tensor, positions: torch.Tensor, cache: KVCache, key_valid: torch.Tensor | None, **latent
     ) -> torch.Tensor:
-        """Run new tokens (B, n) at `positions` (B, n) through the cache; return the last logits (B, V)."""
+        """Run new tokens (B, n) at `positions` (B, n) through the cache; return the last logits (B, V).
+        `latent`: per-call decoding state of a variant (e.g. the Free Transformer's Z plan), given to decode_hidden."""
         n = input_ids.shape[1]
         attn_mask = None
         if key_valid is not None:  # left-padded batch: mask padding keys; a query always sees itself
             S = cache.length + n
             attn_mask = key_valid[:, None, None, :S].expand(-1, 1, n, S).clone()
             attn_mask[..., S - n :] |= torch.eye(n, dtype=torch.bool, device=attn_mask.device)
-        h = self.decode_hidden(input_ids, self.context(positions, cache=cache, attn_mask=attn_mask))
+        h = self.decode_hidden(input_ids, self.context(positions, cache=cache, attn_mask=attn_mask), **latent)
         return self.logits(h[:, -1]).float()
 
-    def decode_hidden(self, input_ids: torch.Tensor, ctx: AttnContext) -> torch.Tensor:
+    def decode_hidden(self, input_ids: torch.Tensor, ctx: AttnContext, **latent) -> torch.Tensor:
         """The final residual stream of new tokens during cached decoding (variants inject latents here)."""
         return self.run_blocks(self.embed(input_ids), ctx)
 
@@ -185,7 +186,9 @@ class Decoder(nn.Module):
             ids = self._generate(input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback)
         return ids.clone()  # a normal tensor again: generated ids may be fed to training
 
-    def _generate(self, input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback) -> torch.Tensor:
+    def _generate(
+        self, input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback, **latent
+    ) -> torch.Tensor:
         self.check_input(input_ids, extra=max_new_tokens)
         B, T = input_ids.shape
         cache = self.new_cache(B, T + max_new_tokens)
@@ -194,8 +197,8 @@ class Decoder(nn.Module):
 
         def next_logits(tok):
             if tok is None:
-                return self.step(input_ids, positions, cache, key_valid)
-            logits = self.step(tok[:, None], state["pos"], cache, key_valid)
+                return self.step(input_ids, positions, cache, key_valid, **latent)
+            logits = self.step(tok[:, None], state["pos"], cache, key_valid, **latent)
             state["pos"] = state["pos"] + 1
             return logits
 

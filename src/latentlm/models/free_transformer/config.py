@@ -20,12 +20,14 @@ class FreeTransformerConfig(DecoderConfig):
     kappa_bits: float = 0.5
     """Free bits per token, in bits: the KL term is mean_t max(0, KL_t - kappa). Must be > 0."""
     kappa_start_bits: float | None = None
-    """kappa schedule: start at this larger kappa and anneal to kappa_bits over kappa_anneal_steps optimizer steps
-    (log-linear in kappa), then stay at kappa_bits. None: kappa_bits from the first step. A small target kappa
-    (1/2 bit) learned from scratch often never starts using Z; a warm start at ~2 bits gets the encoder and
-    decoder coupled first. The current value is logged as the metric `kappa_bits`."""
+    """kappa schedule: start at this larger kappa, hold it for kappa_hold_steps, anneal to kappa_bits over
+    kappa_anneal_steps optimizer steps (log-linear in kappa), then stay at kappa_bits. None: kappa_bits from the
+    first step. A small target kappa (1/2 bit) learned from scratch often never starts using Z; a warm start at
+    ~2 bits gets the encoder and decoder coupled first. The current value is logged as the metric `kappa_bits`."""
     kappa_anneal_steps: int = 0
-    """Length of the kappa schedule in optimizer steps (>= 1 when kappa_start_bits is set)."""
+    """Length of the kappa schedule's anneal in optimizer steps (>= 1 when kappa_start_bits is set)."""
+    kappa_hold_steps: int = 0
+    """Optimizer steps at kappa_start_bits before the anneal begins (0: anneal from the first step)."""
     inject_scale: str = "init"
     """How large the injected R_t = W_post[:, d_t] is against X_{L/2}: "init" (the table's rows are learned
     freely from an N(0, inject_std) init) | "rms" (R_t = W_post[:, d_t] * RMS(X_{L/2, t}), so the ratio
@@ -47,9 +49,9 @@ class FreeTransformerConfig(DecoderConfig):
 
     def kappa_at(self, step: int | None) -> float:
         """kappa in bits at optimizer step `step` (0-based); None (evaluation) means the target kappa_bits."""
-        if step is None or self.kappa_start_bits is None or step >= self.kappa_anneal_steps:
+        if step is None or self.kappa_start_bits is None or step >= self.kappa_hold_steps + self.kappa_anneal_steps:
             return self.kappa_bits
-        frac = step / self.kappa_anneal_steps
+        frac = max(0, step - self.kappa_hold_steps) / self.kappa_anneal_steps
         return self.kappa_start_bits ** (1 - frac) * self.kappa_bits**frac
 
     @property
@@ -74,6 +76,10 @@ class FreeTransformerConfig(DecoderConfig):
                 )
         elif self.kappa_anneal_steps < 0:
             raise ConfigError(f"model.kappa_anneal_steps={self.kappa_anneal_steps} must be >= 0")
+        if self.kappa_hold_steps < 0:
+            raise ConfigError(
+                f"model.kappa_hold_steps={self.kappa_hold_steps} must be >= 0 (steps at kappa_start_bits)"
+            )
         if self.inject_scale not in ("init", "rms"):
             raise ConfigError(f"model.inject_scale={self.inject_scale!r} must be one of: init, rms")
         if not 0 < self.inject_std < float("inf"):

@@ -43,15 +43,20 @@ from latentlm.outputs import LMOutput
 
 
 class FreeTransformer(Decoder):
+    """The latent model. `FreeTransformer(config)` with `latent: false` builds a `PlainFreeTransformer` instead
+    (the degenerate case is chosen once here, not tested in every method)."""
+
     config: FreeTransformerConfig
+
+    def __new__(cls, config: FreeTransformerConfig):
+        if cls is FreeTransformer and not config.latent:
+            return PlainFreeTransformer(config)  # not a FreeTransformer, so __init__ below is not run on it
+        return super().__new__(cls)
 
     def __init__(self, config: FreeTransformerConfig):
         super().__init__(config)
         c = config
-        self._plan: _ZPlan | None = None
         self._step: int | None = None  # the trainer's optimizer step (begin_step), for the kappa schedule
-        if not c.latent:
-            return
         self.encoder = LatentEncoder(c.d_model, c.n_heads, c.kv_heads, c.head_dim, c.ffn_dim, c.latent_bits, c.norm_eps)
         self.post_sampler = nn.Parameter(torch.empty(2**c.latent_bits, c.d_model))  # row d = W_post[:, d]
         self.post_sampler.no_weight_decay = not c.inject_weight_decay  # read by train.optim.build_optimizer
@@ -79,8 +84,6 @@ class FreeTransformer(Decoder):
 
     @property
     def score_note(self) -> str:
-        if not self.config.latent:
-            return "exact next-token likelihood (latent off)"
         k = self.config.score_samples
         return (
             f"prior Z (uniform), seed {self.config.score_seed}, K={k} sample{'s' if k > 1 else ''}"
@@ -98,25 +101,22 @@ class FreeTransformer(Decoder):
         ctx = self.context(positions, attn_mask=attn_mask)
         h = self.run_blocks(self.embed(input_ids), ctx, 0, k)  # X_{L/2}: (B, T, D)
         metrics, kl_loss = {}, 0.0
-        if c.latent:
-            if z_codes is None:
-                bit_logits = self.encoder(h, self.encoder_context(positions, attention_mask))  # (B, T, H)
-                r = binary_mapper(bit_logits, self.post_sampler, sample_codes(bit_logits), c.mapper_budget)
-                mask = None if labels is None else (labels != IGNORE_INDEX).float()
-                kl_bits = binary_kl(bit_logits)  # (B, T, H) nats
-                kl_t = kl_bits.sum(-1)
-                kappa = self.kappa_bits
-                kl_loss = free_bits_loss(kl_t, kappa * math.log(2), mask)
-                metrics = self._latent_metrics(kl_bits, kl_t, mask, kappa)
-            else:
-                r = self.post_sampler[z_codes]
-            kv = self.inject(h, r)
-            if metrics:
-                metrics["r_over_x"] = ((kv - h).norm(dim=-1).mean() / h.norm(dim=-1).mean().clamp(min=1e-12)).detach()
-            h = self.blocks[k](h, ctx, kv_h=kv)
-            h = self.run_blocks(h, ctx, k + 1)
+        if z_codes is None:
+            bit_logits = self.encoder(h, self.encoder_context(positions, attention_mask))  # (B, T, H)
+            r = binary_mapper(bit_logits, self.post_sampler, sample_codes(bit_logits), c.mapper_budget)
+            mask = None if labels is None else (labels != IGNORE_INDEX).float()
+            kl_bits = binary_kl(bit_logits)  # (B, T, H) nats
+            kl_t = kl_bits.sum(-1)
+            kappa = self.kappa_bits
+            kl_loss = free_bits_loss(kl_t, kappa * math.log(2), mask)
+            metrics = self._latent_metrics(kl_bits, kl_t, mask, kappa)
         else:
-            h = self.run_blocks(h, ctx, k)
+            r = self.post_sampler[z_codes]
+        kv = self.inject(h, r)
+        if metrics:
+            metrics["r_over_x"] = ((kv - h).norm(dim=-1).mean() / h.norm(dim=-1).mean().clamp(min=1e-12)).detach()
+        h = self.blocks[k](h, ctx, kv_h=kv)
+        h = self.run_blocks(h, ctx, k + 1)
         logits = self.logits(h)
         loss = None
         if labels is not None:
@@ -145,8 +145,6 @@ class FreeTransformer(Decoder):
 
     def diagnostics(self, tokenizer, cfg, split: str = "val", max_batches: int | None = None) -> dict | None:
         """Is Z used? CE with posterior vs prior Z, the KL's MI / bias split, reconstruction (diagnostics.py)."""
-        if not self.config.latent:
-            return None
         from latentlm.models.free_transformer.diagnostics import diagnose_run
 
         return diagnose_run(self, tokenizer, cfg, split, max_batches)
@@ -155,10 +153,7 @@ class FreeTransformer(Decoder):
 
     def score(self, input_ids, attention_mask=None) -> torch.Tensor:
         c = self.config
-        if not c.latent:
-            return super().score(input_ids, attention_mask)
         with torch.inference_mode():
-            positions, _ = padding_layout(input_ids, attention_mask)
             lp = torch.stack(
                 [
                     token_logprobs(
@@ -179,8 +174,6 @@ class FreeTransformer(Decoder):
 
     def scoring_logits(self, input_ids, attention_mask=None) -> torch.Tensor:
         """Prior-Z logits of score sample 0 (what score() computes with score_samples=1)."""
-        if not self.config.latent:
-            return super().scoring_logits(input_ids, attention_mask)
         codes = self.score_codes(0, input_ids, attention_mask)
         return self(input_ids, attention_mask=attention_mask, z_codes=codes).logits
 
@@ -212,25 +205,26 @@ class FreeTransformer(Decoder):
         z_codes: torch.Tensor | None = None,
         z_seed: int | None = None,
         return_codes: bool = False,
-        **kw,
+        attention_mask=None,
+        eos_token_id=None,
+        callback=None,
     ):
         """z: "prior" (every Z_t uniform) | "posterior" (encoder Z for the prompt, prior after); z_code: one fixed
-        code for every position (steering); z_codes (B, T + new): explicit codes. Cached either way."""
-        if not self.config.latent:
-            return super().generate(input_ids, max_new_tokens, sampling, **kw)
+        code for every position (steering); z_codes (B, T + new): explicit codes. Cached either way.
+
+        The codes of one call live in a `_ZPlan` handed down the decoding loop as an argument (never on `self`),
+        so concurrent or nested generate() calls cannot see each other's Z."""
         if z not in ("prior", "posterior"):
             raise ValueError(f"z must be 'prior' or 'posterior', got {z!r}")
         seed = z_seed if z_seed is not None else (sampling.seed if sampling and sampling.seed is not None else None)
         g = None if seed is None else torch.Generator(input_ids.device).manual_seed(seed + 1)
         plan = _ZPlan(self, g, z_code, z_codes)
         if z == "posterior":
-            plan.prompt = self.posterior_codes(input_ids, kw.get("attention_mask"), g)
-        self._plan = plan
-        try:
-            ids = super().generate(input_ids, max_new_tokens, sampling, **kw)
-        finally:
-            self._plan = None
-        return (ids, torch.cat(plan.used, 1)) if return_codes else ids
+            plan.prompt = self.posterior_codes(input_ids, attention_mask, g)
+        with torch.inference_mode():  # cloned outside it: normal tensors, usable in training
+            ids = self._generate(input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback, plan=plan)
+        ids = ids.clone()
+        return (ids, torch.cat(plan.used, 1).clone()) if return_codes else ids
 
     @torch.inference_mode()
     def posterior_codes(self, input_ids, attention_mask=None, generator=None) -> torch.Tensor:
@@ -240,11 +234,10 @@ class FreeTransformer(Decoder):
         )
         return sample_codes(self.encoder(h, self.encoder_context(positions, attention_mask)), generator).clone()
 
-    def decode_hidden(self, input_ids: torch.Tensor, ctx: AttnContext) -> torch.Tensor:
-        if not self.config.latent:
-            return super().decode_hidden(input_ids, ctx)
+    def decode_hidden(self, input_ids: torch.Tensor, ctx: AttnContext, plan: _ZPlan | None = None) -> torch.Tensor:
+        """Cached decoding of new tokens: their codes come from `plan` (prior draws when None)."""
         k = self.config.inject_at
-        codes = self.prior_codes(input_ids.shape) if self._plan is None else self._plan.next(input_ids.shape)
+        codes = self.prior_codes(input_ids.shape) if plan is None else plan.next(input_ids.shape)
         r = self.post_sampler[codes]  # (B, n, D)
         h = self.run_blocks(self.embed(input_ids), ctx, 0, k)
         h = self.blocks[k](h, ctx, kv_h=self.inject(h, r))
@@ -257,11 +250,41 @@ class FreeTransformer(Decoder):
         and two (H x 2^H) products per token (the forward is a gather)."""
         c = self.config
         base = super().flops_per_token(seq_len)
-        if not c.latent:
-            return base
         per_layer = (base / 3 - 2 * c.d_model * c.vocab_size) / c.n_layers  # forward FLOPs of one block
         codes = 2**c.latent_bits
         return base + 3 * (per_layer + 2 * c.d_model * c.latent_bits) + 2 * codes * (c.d_model + 2 * c.latent_bits)
+
+
+class PlainFreeTransformer(Decoder):
+    """`latent: false`: the Free Transformer without Z, i.e. exactly the baseline decoder (same parameters, same
+    function, exact likelihood). What `FreeTransformer(config)` builds for that config; it keeps the latent
+    model's public hooks as no-ops so callers need not tell the two apart."""
+
+    config: FreeTransformerConfig
+    score_note = "exact next-token likelihood (latent off)"
+
+    def begin_step(self, step: int) -> None:
+        """No kappa to schedule."""
+
+    def diagnostics(self, tokenizer, cfg, split: str = "val", max_batches: int | None = None) -> None:
+        """No latent to diagnose."""
+        return None
+
+    def generate(
+        self,
+        input_ids,
+        max_new_tokens,
+        sampling=None,
+        *,
+        z="prior",
+        z_code=None,
+        z_codes=None,
+        z_seed=None,
+        return_codes=False,
+        **kw,
+    ):
+        """The plain decoder's generation; the Z options are accepted and ignored (there is no Z)."""
+        return super().generate(input_ids, max_new_tokens, sampling, **kw)
 
 
 _M1, _M2, _GOLD = 0x2545F4914F6CDD1D, 0x369DEA0F31A53F85, 0x1E3779B97F4A7C15
