@@ -39,6 +39,9 @@ class AttnContext:
     attn_mask: torch.Tensor | None = None
     """Dense bool (True = attend) or float mask broadcastable to (B, H, Tq, Tk); forces the masked kernel."""
     cache: KVCache | None = None
+    slot: torch.Tensor | None = None
+    """Static decoding: the cache indices (n,) the new keys go to (`KVCache.write`); attention then runs over the
+    whole preallocated cache and attn_mask (bool, True = attend) hides the positions not yet written."""
     bias_channel: str = "extra"
     """How a key bias reaches SDPA's fused kernel: "extra" appends a head channel; "hijack" overwrites the last
     channel of q and k (the Thoughtbubbles authors' choice; it costs that channel's RoPE partner)."""
@@ -69,6 +72,8 @@ def attend(
         q[..., -1] = 1.0
         k[..., -1] = (key_bias / scale).to(k.dtype)[:, None, :]
         key_bias = None  # it now rides in the hijacked channel, in the dense-mask path as in the fused one
+    if attn_mask is not None and attn_mask.dtype == torch.bool and key_bias is None and not causal:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale, enable_gqa=gqa)  # no copy
     if attn_mask is not None or (causal and Tq != Tk):
         mask = _dense_mask(B, Tq, Tk, q.device, q.dtype, causal, key_bias, attn_mask)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
@@ -126,7 +131,9 @@ class Attention(nn.Module):
         if ctx.value_scale is not None:
             v = v * ctx.value_scale[:, None, :, None].to(v.dtype)
         key_bias = ctx.key_bias
-        if ctx.cache is not None:
+        if ctx.cache is not None and ctx.slot is not None:
+            k, v, key_bias = ctx.cache.write(self.layer_idx, k, v, ctx.slot)
+        elif ctx.cache is not None:
             k, v, key_bias = ctx.cache.update(self.layer_idx, k, v, key_bias)
         y = attend(
             q, k, v, causal=ctx.causal, key_bias=key_bias, attn_mask=ctx.attn_mask, bias_channel=ctx.bias_channel
