@@ -118,10 +118,10 @@ class Attention(nn.Module):
         """x (B, T, D) gives the queries; kv (B, S, D) gives keys and values (default: x)."""
         B, T, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        if kv is None and ctx.rope_kv is None:  # one projection, one rotation for q and k together
-            qkv = self.wqkv(x).view(B, T, H + 2 * Hkv, hd)
-            q, k = apply_rope(qkv[:, :, : H + Hkv], ctx.rope).split((H, Hkv), dim=2)
-            v = qkv[:, :, H + Hkv :]
+        if kv is None and ctx.rope_kv is None:  # one projection; one split (its backward is one cat, where slices
+            # of qkv would each zero-fill and copy a full-size gradient)
+            q, k, v = self.wqkv(x).view(B, T, H + 2 * Hkv, hd).split((H, Hkv, Hkv), dim=2)
+            q, k = apply_rope(q, ctx.rope), apply_rope(k, ctx.rope)
         else:  # separate inputs or positions: slice the fused weight (views, no copy)
             kv = x if kv is None else kv
             q = apply_rope(linear(x, self.wqkv.weight[: self.q_dim]).view(B, T, H, hd), ctx.rope)
