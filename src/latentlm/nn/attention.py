@@ -118,10 +118,14 @@ class Attention(nn.Module):
         """x (B, T, D) gives the queries; kv (B, S, D) gives keys and values (default: x)."""
         B, T, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        if kv is None and ctx.rope_kv is None:  # one projection; one split (its backward is one cat, where slices
-            # of qkv would each zero-fill and copy a full-size gradient)
-            q, k, v = self.wqkv(x).view(B, T, H + 2 * Hkv, hd).split((H, Hkv, Hkv), dim=2)
-            q, k = apply_rope(q, ctx.rope), apply_rope(k, ctx.rope)
+        if kv is None and ctx.rope_kv is None:  # one projection for q, k and v
+            qkv = self.wqkv(x).view(B, T, H + 2 * Hkv, hd)
+            if torch.is_grad_enabled():  # one split: its backward is one cat, where slices of qkv would each
+                q, k, v = qkv.split((H, Hkv, Hkv), dim=2)  # zero-fill and copy a full-size gradient
+                q, k = apply_rope(q, ctx.rope), apply_rope(k, ctx.rope)
+            else:  # no autograd: one rotation for q and k together (fewer ops per decode step)
+                q, k = apply_rope(qkv[:, :, : H + Hkv], ctx.rope).split((H, Hkv), dim=2)
+                v = qkv[:, :, H + Hkv :]
         else:  # separate inputs or positions: slice the fused weight (views, no copy)
             kv = x if kv is None else kv
             q = apply_rope(linear(x, self.wqkv.weight[: self.q_dim]).view(B, T, H, hd), ctx.rope)

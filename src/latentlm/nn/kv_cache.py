@@ -40,6 +40,7 @@ class KVCache:
         self.bias = torch.zeros(n_layers, batch_size, max_len, dtype=torch.float32, device=device) if key_bias else None
         self.max_len = max_len
         self.lengths = [0] * n_layers
+        self._k_layers, self._v_layers = self.k.unbind(0), self.v.unbind(0)  # per-layer views, made once
 
     @property
     def length(self) -> int:
@@ -76,9 +77,10 @@ class KVCache:
         supported (their layers advance unevenly)."""
         if self.bias is not None:
             raise ValueError("static writes do not carry a key bias; use update()")
-        self.k[layer].index_copy_(2, slot, k)
-        self.v[layer].index_copy_(2, slot, v)
-        return self.k[layer], self.v[layer], None
+        k_all, v_all = self._k_layers[layer], self._v_layers[layer]
+        k_all.index_copy_(2, slot, k)
+        v_all.index_copy_(2, slot, v)
+        return k_all, v_all, None
 
     def advance(self, n: int) -> None:
         """Static mode: record n more positions in every layer (after a step that wrote them with `write`)."""
