@@ -200,8 +200,8 @@ class Decoder(nn.Module):
         self, tok: torch.Tensor, pos: torch.Tensor, slot: torch.Tensor, key_mask: torch.Tensor, cache: KVCache
     ) -> torch.Tensor:
         """One static-shape decode step: tokens tok (B, 1) at RoPE positions pos (B, 1) write their keys/values at
-        cache index slot (1,) and attend over the whole cache under key_mask (B, 1, 1, max_len), bool, True =
-        attend. Returns the next logits (B, V). No Python value changes from step to step (see StaticDecode)."""
+        cache index slot (1,) and attend over the whole cache under key_mask (B, 1, 1, max_len), additive
+        (0 = attend, -inf = not yet written or padding). Returns the next logits (B, V). No Python value changes from step to step (see StaticDecode)."""
         ctx = AttnContext(rope=self.rope.at(pos), cache=cache, attn_mask=key_mask, slot=slot, causal=False)
         h = self.decode_hidden(tok, ctx)
         return self.logits(h[:, -1]).float()
@@ -251,7 +251,8 @@ class StaticDecode:
     tensors preallocated here and advanced in place (the RoPE positions, the cache slot, the key mask), the cache
     is written with `KVCache.write`, and attention always spans the whole cache (max_len = prompt + new tokens)
     with the unwritten positions masked. So:
-    - eager mode allocates nothing for the cache and no mask per step (one bool fill per step, shared by layers);
+    - eager mode allocates nothing for the cache and no mask per step (one in-place fill per step; the additive
+      mask is in the model's dtype, so no layer converts it);
     - `torch.compile` traces the step once per cache shape (`Decoder.compile_decode`);
     - on CUDA the same step is what a CUDA graph would capture (static input buffers, static cache addresses; copy
       tok into a static buffer before each replay). Not exercised here: no GPU has been lent to this project.
@@ -269,14 +270,16 @@ class StaticDecode:
         self.slot = torch.full((1,), T, dtype=torch.long, device=dev)  # the cache index it writes
         written = torch.arange(total_len, device=dev) < T
         valid = written if self.key_valid is None else self.key_valid & written
-        self.key_mask = valid.expand(B, total_len)[:, None, None, :].clone()  # (B, 1, 1, S)
+        dtype = model.tok_emb.weight.dtype  # additive, in the model's dtype: SDPA takes it as is in every layer
+        self.key_mask = torch.zeros(B, 1, 1, total_len, dtype=dtype, device=dev)  # (B, 1, 1, S)
+        self.key_mask.masked_fill_(~valid.expand(B, total_len)[:, None, None, :], float("-inf"))
         self.step = model.compiled_static_step() if model.compile_decode else model.static_step
 
     def __call__(self, tok: torch.Tensor | None) -> torch.Tensor:
         if tok is None:
             return self.model.step(self.input_ids, self.positions, self.cache, self.key_valid)
         self.cache.advance(1)  # raises before writing when the cache is full
-        self.key_mask.index_fill_(-1, self.slot, True)  # the new token sees itself
+        self.key_mask.index_fill_(-1, self.slot, 0.0)  # the new token sees itself
         logits = self.step(tok[:, None], self.pos, self.slot, self.key_mask, self.cache)
         self.pos += 1
         self.slot += 1

@@ -41,7 +41,7 @@ class AttnContext:
     cache: KVCache | None = None
     slot: torch.Tensor | None = None
     """Static decoding: the cache indices (n,) the new keys go to (`KVCache.write`); attention then runs over the
-    whole preallocated cache and attn_mask (bool, True = attend) hides the positions not yet written."""
+    whole preallocated cache and attn_mask (additive: 0 = attend, -inf = not) hides the positions not yet written."""
     bias_channel: str = "extra"
     """How a key bias reaches SDPA's fused kernel: "extra" appends a head channel; "hijack" overwrites the last
     channel of q and k (the Thoughtbubbles authors' choice; it costs that channel's RoPE partner)."""
@@ -72,8 +72,9 @@ def attend(
         q[..., -1] = 1.0
         k[..., -1] = (key_bias / scale).to(k.dtype)[:, None, :]
         key_bias = None  # it now rides in the hijacked channel, in the dense-mask path as in the fused one
-    if attn_mask is not None and attn_mask.dtype == torch.bool and key_bias is None and not causal:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale, enable_gqa=gqa)  # no copy
+    if attn_mask is not None and key_bias is None and not causal:  # the mask as given: no per-layer conversion
+        mask = attn_mask if attn_mask.dtype in (torch.bool, q.dtype) else attn_mask.to(q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
     if attn_mask is not None or (causal and Tq != Tk):
         mask = _dense_mask(B, Tq, Tk, q.device, q.dtype, causal, key_bias, attn_mask)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
