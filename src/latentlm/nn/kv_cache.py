@@ -47,11 +47,6 @@ class KVCache:
         """Number of cached positions (of the first layer; equal across layers for plain decoders)."""
         return self.lengths[0]
 
-    @property
-    def shape_key(self) -> tuple:
-        """What a compiled step specialises on: (layers, batch, kv heads, max_len, head_dim, dtype, device)."""
-        return (*self.k.shape, self.k.dtype, self.k.device)
-
     def update(
         self, layer: int, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -83,15 +78,11 @@ class KVCache:
         return k_all, v_all, None
 
     def advance(self, n: int) -> None:
-        """Static mode: record n more positions in every layer (after a step that wrote them with `write`)."""
+        """Static mode: record n more positions in every layer, those a static step writes with `write` (StaticDecode
+        calls it before the step, so a full cache raises before anything is written)."""
         for layer, start in enumerate(self.lengths):
             self._check_room(layer, start, n)
             self.lengths[layer] = start + n
-
-    def reset(self) -> None:
-        """Forget every position (the buffers are kept and reused: a compiled step or a captured CUDA graph keeps
-        pointing at them). Stale values need no zeroing: positions not yet rewritten are masked out."""
-        self.lengths = [0] * len(self.lengths)
 
     def _check_room(self, layer: int, start: int, n: int) -> None:
         if start + n > self.max_len:
