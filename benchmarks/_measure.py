@@ -120,6 +120,13 @@ def check_utilisation(name: str, value: float, limit: Limit) -> float:
     return value
 
 
+def load_avg() -> list[float]:
+    """The 1, 5 and 15 minute load averages, for the JSON (what the figures were measured under)."""
+    import os
+
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def load_note() -> str:
     """One line stating the machine load the figures were measured under."""
     import os

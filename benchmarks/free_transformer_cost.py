@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 import torch
-from _measure import load_note, median_iqr, paired, speed_ratio
+from _measure import load_avg, load_note, median_iqr, paired, speed_ratio
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from latentlm.config import TrainConfig, load_config
@@ -195,6 +195,7 @@ def main():
     for kind in ("gpt", "ours", "xt"):
         models[kind], steps[kind] = step_fn(kind, s, args.device)
     print(f"before: {load_note()}")
+    load_before = load_avg()
     times = paired(steps, s["reps"])
     med = {k: median_iqr(v)[0] for k, v in times.items()}
     mem = {k: peak_memory(k, size, args.device) for k in ("gpt", "ours", "xt")}
@@ -232,6 +233,9 @@ def main():
         "speed_vs_xt_iqr": r(speed_xt_iqr),
         "mem_vs_xt": r(mem["ours"] / mem["xt"]),
         **paper,
+        "threads": torch.get_num_threads(),
+        "load_before": load_before,
+        "load_after": load_avg(),
     }
     print(json.dumps(result))
 

@@ -18,7 +18,11 @@ logits are checked to agree and the greedy outputs to be identical first.
     python benchmarks/gpt_vs_hf.py [--quick] [--profile]
 
 --profile adds a torch.profiler breakdown of one training step (ours fused, ours unfused, HF) and one batch-1
-generation: self CPU time in GEMMs, attention kernels, the vocabulary softmax / log-sum-exp, and everything else.
+generation: self CPU time in GEMMs, attention kernels, the vocabulary softmax / log-sum-exp, and everything else,
+then our top ops by self CPU time in each.
+--compile adds compile_decode_gain: batch-1 generation with the decode step through torch.compile
+(Decoder.compile_decode) vs eager, paired, beside the first compiled call's wall time (compile_warmup_s).
+The JSON records the load averages before and after (load_before, load_after) and the torch thread count.
 Last line: {"bench": "gpt_vs_hf", "train_ratio": ..., "train_ratio_iqr": ..., "mfu": ..., "decode_b1_of_limit": ...}
 """
 
@@ -34,6 +38,7 @@ import torch  # noqa: E402
 from _measure import (  # noqa: E402  (benchmarks/ is on sys.path when a benchmark runs as a script)
     bandwidth_limit,
     check_utilisation,
+    load_avg,
     load_note,
     median_iqr,
     paired,
@@ -188,6 +193,22 @@ def profile_breakdown(fn) -> dict:
     return out
 
 
+def top_ops(fn, n: int = 12) -> str:
+    """The n ops with the most self CPU time in one call of fn (after a warm-up call)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:n]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    return "\n".join(
+        f"    {e.key[:48]:48s} {e.self_cpu_time_total / 1e3:9.1f} ms {100 * e.self_cpu_time_total / total:5.1f} %"
+        f"  calls {e.count}"
+        for e in rows
+    )
+
+
 def print_profile(name: str, parts: dict[str, dict]) -> None:
     """One line per implementation: self CPU seconds by category, and the bound HF's total / our inherent time."""
     print(f"profile {name} (self CPU s):")
@@ -204,6 +225,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--profile", action="store_true", help="explain the ratios with an op-category profile")
+    ap.add_argument("--compile", action="store_true", help="also measure the torch.compile'd decode step")
     ap.add_argument("--device", default="cpu", help="cpu | cuda (cuda runs the 'gpu' size unless --quick)")
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -214,6 +236,7 @@ def main():
     c = ours.config
     print(f"threads={torch.get_num_threads()} size={s} params={ours.num_params() / 1e6:.2f}M")
     print(f"before: {load_note()}")
+    load_before = load_avg()
     n = s["B"] * s["T"]
     gemm_shapes = ((n, c.d_model, 3 * c.d_model), (n, c.d_model, 2 * c.ffn_dim), (n, c.d_model, c.vocab_size))
     squares = ((512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048)) + (((8192,) * 3,) if dev.type == "cuda" else ())
@@ -289,6 +312,7 @@ def main():
         }
         ours.fused_loss = True
         print_profile("train step", steps)
+        print("  ours, top ops by self CPU time:\n" + top_ops(train_step_fn(ours, x[:, :-1], x[:, 1:], hf=False)))
         ours.eval(), hf.eval()
         with torch.no_grad():
             print_profile(
@@ -298,6 +322,31 @@ def main():
                     "hf": profile_breakdown(gen_fn(hf, prompt, s["new"], True)),
                 },
             )
+
+        print("  ours generate b=1, top ops by self CPU time:\n" + top_ops(gen_fn(ours, prompt, s["new"], False)))
+
+    compiled = {}
+    if args.compile:
+        ref = ours.generate(prompt, s["new"])  # eager
+        ours.compile_decode = True
+        t0 = time.perf_counter()
+        same = torch.equal(ours.generate(prompt, s["new"]), ref)
+        warm = time.perf_counter() - t0
+        gen_b1 = gen_fn(ours, prompt, s["new"], False)
+
+        def flag(on):
+            def run():
+                ours.compile_decode = on
+                return gen_b1()
+
+            return run
+
+        ct = paired({"eager": flag(False), "compiled": flag(True)}, s["gen_reps"], warmup=0)
+        ours.compile_decode = False
+        gain, gain_iqr = speed_ratio(ct, "compiled", "eager")
+        compiled = {"compile_decode_gain": round(gain, 3), "compile_decode_gain_iqr": round(gain_iqr, 3)}
+        compiled["compile_warmup_s"] = round(warm, 1)
+        print(f"compiled decode b=1: {gain:.3f} x eager (IQR {gain_iqr:.3f}); first call {warm:.0f} s; same ids {same}")
 
     flops = ours.flops_per_token(s["T"]) * n
     mfus = [flops / t / sgemm.value for t in tt["ours"]]
@@ -335,6 +384,10 @@ def main():
         "decode_b1_of_limit_iqr": r(dec_iqr),
         "sgemm_gflops": round(sgemm.value / 1e9, 1),
         "bandwidth_gbs": round(bandwidth.value / 1e9, 1),
+        **compiled,
+        "threads": torch.get_num_threads(),
+        "load_before": load_before,
+        "load_after": load_avg(),
     }
     print(json.dumps(result))
 

@@ -14,5 +14,3 @@ class LMOutput:
     """(B, T, V) next-token logits at the original token positions."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """Detached scalars the trainer logs verbatim (ce, kl, streams_per_token, ...)."""
-    cache: Any = None
-    """The KV cache after this call, when one was used."""

@@ -27,6 +27,9 @@ from latentlm.outputs import LMOutput
 
 class Decoder(nn.Module):
     score_note = "exact next-token likelihood"
+    compile_decode = False
+    """Run generation's decode step through torch.compile (`compiled_static_step`). Off by default: on CPU it buys
+    little at benchmark size and costs a long first call (benchmarks/gpt_vs_hf.py --compile measures both)."""
     """What `score()` computes, printed beside every likelihood figure (variants with latents override it)."""
     fused_loss = True
     """Train with the fused head + cross-entropy of nn/loss.py (False: materialise the logits; for ablations)."""
@@ -190,19 +193,33 @@ class Decoder(nn.Module):
         self, input_ids, max_new_tokens, sampling, attention_mask, eos_token_id, callback, **latent
     ) -> torch.Tensor:
         self.check_input(input_ids, extra=max_new_tokens)
-        B, T = input_ids.shape
-        cache = self.new_cache(B, T + max_new_tokens)
-        positions, key_valid = prompt_layout(input_ids, attention_mask, T + max_new_tokens)
-        state = {"pos": positions[:, -1:] + 1}
+        decode = StaticDecode(self, input_ids, attention_mask, input_ids.shape[1] + max_new_tokens, **latent)
+        return sampling_loop(input_ids, max_new_tokens, sampling, eos_token_id, callback, decode)
 
-        def next_logits(tok):
-            if tok is None:
-                return self.step(input_ids, positions, cache, key_valid, **latent)
-            logits = self.step(tok[:, None], state["pos"], cache, key_valid, **latent)
-            state["pos"] = state["pos"] + 1
-            return logits
+    def static_step(
+        self,
+        tok: torch.Tensor,
+        pos: torch.Tensor,
+        slot: torch.Tensor,
+        key_mask: torch.Tensor,
+        cache: KVCache,
+        **latent,
+    ) -> torch.Tensor:
+        """One static-shape decode step: tokens tok (B, 1) at RoPE positions pos (B, 1) write their keys/values at
+        cache index slot (1,) and attend over the whole cache under key_mask (B, 1, 1, max_len), additive
+        (0 = attend, -inf = not yet written or padding). Returns the next logits (B, V). No Python value changes
+        from step to step (see StaticDecode). `latent`: the variant's per-call decoding state, as in `step`."""
+        ctx = AttnContext(rope=self.rope.at(pos), cache=cache, attn_mask=key_mask, slot=slot, causal=False)
+        h = self.decode_hidden(tok, ctx, **latent)
+        return self.logits(h[:, -1]).float()
 
-        return sampling_loop(input_ids, max_new_tokens, sampling, eos_token_id, callback, next_logits)
+    def compiled_static_step(self) -> Callable:
+        """static_step through torch.compile (built once per model; it specialises on the cache's shape)."""
+        fn = self.__dict__.get("_compiled_static_step")
+        if fn is None:
+            fn = torch.compile(self.static_step, dynamic=False)
+            self.__dict__["_compiled_static_step"] = fn
+        return fn
 
     # --- accounting ---------------------------------------------------------------------------------------
 
@@ -231,6 +248,52 @@ class Decoder(nn.Module):
 
 
 # --- helpers shared by variants -------------------------------------------------------------------------
+
+
+class StaticDecode:
+    """Cached decoding whose every step after the prompt has the same shapes and writes in place.
+
+    `next(None)` prefills the prompt through `Decoder.step` (growing-length views, once per call) and returns its
+    last logits; `next(tok)` runs `Decoder.static_step` on the sampled column tok (B,). The step's inputs live in
+    tensors preallocated here and advanced in place (the RoPE positions, the cache slot, the key mask), the cache
+    is written with `KVCache.write`, and attention always spans the whole cache (max_len = prompt + new tokens)
+    with the unwritten positions masked. So:
+    - eager mode allocates nothing for the cache and no mask per step (one in-place fill per step; the additive
+      mask is in the model's dtype, so no layer converts it);
+    - `torch.compile` traces the step once per cache shape (`Decoder.compile_decode`);
+    - on CUDA the same step is what a CUDA graph would capture (static input buffers, static cache addresses; copy
+      tok into a static buffer before each replay). Not exercised here: no GPU has been lent to this project.
+    Reading the whole cache costs (max_len - length) extra KV positions per step, which is small beside the weights
+    at the sizes we decode (prompt + new = 160: 2 % of the bytes at the benchmark's default size).
+    """
+
+    def __init__(
+        self, model: Decoder, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, total_len: int, **latent
+    ):
+        B, T = input_ids.shape
+        self.latent = latent  # a variant's per-call decoding state (the Free Transformer's Z plan), passed to each step
+        dev = input_ids.device
+        self.model, self.input_ids = model, input_ids
+        self.cache = model.new_cache(B, total_len)
+        self.positions, self.key_valid = prompt_layout(input_ids, attention_mask, total_len)
+        self.pos = self.positions[:, -1:] + 1  # (B, 1) RoPE positions of the next token
+        self.slot = torch.full((1,), T, dtype=torch.long, device=dev)  # the cache index it writes
+        written = torch.arange(total_len, device=dev) < T
+        valid = written if self.key_valid is None else self.key_valid & written
+        dtype = model.tok_emb.weight.dtype  # additive, in the model's dtype: SDPA takes it as is in every layer
+        self.key_mask = torch.zeros(B, 1, 1, total_len, dtype=dtype, device=dev)  # (B, 1, 1, S)
+        self.key_mask.masked_fill_(~valid.expand(B, total_len)[:, None, None, :], float("-inf"))
+        self.step = model.compiled_static_step() if model.compile_decode else model.static_step
+
+    def __call__(self, tok: torch.Tensor | None) -> torch.Tensor:
+        if tok is None:
+            return self.model.step(self.input_ids, self.positions, self.cache, self.key_valid, **self.latent)
+        self.cache.advance(1)  # raises before writing when the cache is full
+        self.key_mask.index_fill_(-1, self.slot, 0.0)  # the new token sees itself
+        logits = self.step(tok[:, None], self.pos, self.slot, self.key_mask, self.cache, **self.latent)
+        self.pos += 1
+        self.slot += 1
+        return logits
 
 
 def sampling_loop(input_ids, max_new_tokens, sampling, eos_token_id, callback, next_logits) -> torch.Tensor:

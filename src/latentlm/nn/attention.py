@@ -39,6 +39,9 @@ class AttnContext:
     attn_mask: torch.Tensor | None = None
     """Dense bool (True = attend) or float mask broadcastable to (B, H, Tq, Tk); forces the masked kernel."""
     cache: KVCache | None = None
+    slot: torch.Tensor | None = None
+    """Static decoding: the cache indices (n,) the new keys go to (`KVCache.write`); attention then runs over the
+    whole preallocated cache and attn_mask (additive: 0 = attend, -inf = not) hides the positions not yet written."""
     bias_channel: str = "extra"
     """How a key bias reaches SDPA's fused kernel: "extra" appends a head channel; "hijack" overwrites the last
     channel of q and k (the Thoughtbubbles authors' choice; it costs that channel's RoPE partner)."""
@@ -69,6 +72,9 @@ def attend(
         q[..., -1] = 1.0
         k[..., -1] = (key_bias / scale).to(k.dtype)[:, None, :]
         key_bias = None  # it now rides in the hijacked channel, in the dense-mask path as in the fused one
+    if attn_mask is not None and key_bias is None and not causal:  # the mask as given: no per-layer conversion
+        mask = attn_mask if attn_mask.dtype in (torch.bool, q.dtype) else attn_mask.to(q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
     if attn_mask is not None or (causal and Tq != Tk):
         mask = _dense_mask(B, Tq, Tk, q.device, q.dtype, causal, key_bias, attn_mask)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
@@ -113,10 +119,14 @@ class Attention(nn.Module):
         """x (B, T, D) gives the queries; kv (B, S, D) gives keys and values (default: x)."""
         B, T, _ = x.shape
         H, Hkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        if kv is None and ctx.rope_kv is None:  # one projection, one rotation for q and k together
+        if kv is None and ctx.rope_kv is None:  # one projection for q, k and v
             qkv = self.wqkv(x).view(B, T, H + 2 * Hkv, hd)
-            q, k = apply_rope(qkv[:, :, : H + Hkv], ctx.rope).split((H, Hkv), dim=2)
-            v = qkv[:, :, H + Hkv :]
+            if torch.is_grad_enabled():  # one split: its backward is one cat, where slices of qkv would each
+                q, k, v = qkv.split((H, Hkv, Hkv), dim=2)  # zero-fill and copy a full-size gradient
+                q, k = apply_rope(q, ctx.rope), apply_rope(k, ctx.rope)
+            else:  # no autograd: one rotation for q and k together (fewer ops per decode step)
+                q, k = apply_rope(qkv[:, :, : H + Hkv], ctx.rope).split((H, Hkv), dim=2)
+                v = qkv[:, :, H + Hkv :]
         else:  # separate inputs or positions: slice the fused weight (views, no copy)
             kv = x if kv is None else kv
             q = apply_rope(linear(x, self.wqkv.weight[: self.q_dim]).view(B, T, H, hd), ctx.rope)
@@ -126,7 +136,9 @@ class Attention(nn.Module):
         if ctx.value_scale is not None:
             v = v * ctx.value_scale[:, None, :, None].to(v.dtype)
         key_bias = ctx.key_bias
-        if ctx.cache is not None:
+        if ctx.cache is not None and ctx.slot is not None:
+            k, v, key_bias = ctx.cache.write(self.layer_idx, k, v, ctx.slot)
+        elif ctx.cache is not None:
             k, v, key_bias = ctx.cache.update(self.layer_idx, k, v, key_bias)
         y = attend(
             q, k, v, causal=ctx.causal, key_bias=key_bias, attn_mask=ctx.attn_mask, bias_channel=ctx.bias_channel

@@ -62,14 +62,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for s in range(0, N, rows):
             hc, yc, vc = h[s : s + rows], labels[s : s + rows], valid[s : s + rows]
             logits = torch.mm(hc, weight.t())  # (r, V)
-            lse = torch.logsumexp(logits, dim=-1)
             safe = yc.clamp(min=0)
             target = logits.gather(1, safe[:, None]).squeeze(1)
+            top = logits.amax(dim=-1, keepdim=True)
+            e = logits.sub_(top).exp_()  # exp(logits - max), in place: the only exp pass over the chunk
+            z = e.sum(dim=-1)
+            lse = top.squeeze(1) + z.log()  # = logsumexp(logits)
             total += torch.where(vc, lse - target, 0.0).sum()
             if want_h or want_w:
-                g = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-                g.scatter_add_(1, safe[:, None], torch.full_like(lse[:, None], -1.0))
-                g.mul_(vc[:, None])  # ignored rows contribute no gradient
+                g = e.mul_((vc / z)[:, None])  # softmax, zeroed on ignored rows (no gradient)
+                g.scatter_add_(1, safe[:, None], -vc[:, None].to(g.dtype))  # - onehot
                 if want_h:
                     torch.mm(g, weight, out=grad_h[s : s + rows])
                 if want_w:

@@ -41,6 +41,11 @@ class RotaryEmbedding(nn.Module):
         angles = positions.float()[..., None] * inv_freq  # (B, T, hd/2)
         return torch.polar(torch.ones_like(angles), angles)
 
+    def at(self, positions: torch.Tensor) -> torch.Tensor:
+        """Integer positions (B, T), all in [0, max_seq_len] (the caller guarantees it) -> (B, T, hd/2): a table
+        gather with no host synchronisation, for static-shape (compiled or graph-captured) decode steps."""
+        return self.tables(positions.device)[1][positions]
+
 
 def apply_rope(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     """Rotate x (B, T, n_heads, hd) by rot (B or 1, T, hd/2): channel pair (2i, 2i+1) times rot[..., i]."""
