@@ -99,6 +99,6 @@ def test_compiled_static_step_matches_eager():
     eager = static_logits(model, ids, mask, T)
     model.compile_decode = True
     with torch.inference_mode():
-        dec = StaticDecode(model, ids[:, :T], mask[:, :T], ids.shape[1], **latent)
+        dec = StaticDecode(model, ids[:, :T], mask[:, :T], ids.shape[1])
         got = torch.stack([dec(None)] + [dec(ids[:, t]) for t in range(T, ids.shape[1] - 1)], 1)
     torch.testing.assert_close(got, eager, atol=1e-5, rtol=0)
