@@ -50,6 +50,9 @@ def test_second_trainer_is_refused_and_sigint_says_how_to_resume(data_root, tmp_
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a test run started as a background job (`cmd &`, nohup) ignores SIGINT, and the child
+        # would inherit that and train on through the Ctrl-C this test sends
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     run = tmp_path / "run"
     try:
