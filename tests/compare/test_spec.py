@@ -142,6 +142,19 @@ def test_paired_differences_match_seeds_not_positions():
     assert row["ci95"][0] < 0 < row["ci95"][1] and not row["significant"] and row["better"] is None
 
 
+def test_two_seeds_show_an_interval_but_name_no_better_arm():
+    def rec(bpb):
+        return {"metrics": {"val": {"bits_per_byte": bpb, "loss": bpb}}, "train": {}}
+
+    a, b = {1: rec(3.0), 2: rec(3.5)}, {1: rec(2.8), 2: rec(3.31)}
+    (row,) = paired_table(summarise({"a": a, "b": b}), ["a", "b"])
+    assert row["n"] == 2 and row["significant"] and row["ci95"][1] < 0  # the interval itself excludes 0 ...
+    assert row["better"] is None  # ... but two seeds are below the 3 a claim needs
+    a[3], b[3] = rec(2.0), rec(1.805)
+    (row,) = paired_table(summarise({"a": a, "b": b}), ["a", "b"])
+    assert row["n"] == 3 and row["significant"] and row["better"] == "b"
+
+
 def test_every_shipped_spec_parses_and_plans(tmp_path):
     for path in sorted((REPO / "configs" / "compare").glob("*.yaml")):
         spec = load_spec(path)

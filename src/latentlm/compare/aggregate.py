@@ -3,18 +3,23 @@
 Every interval comes from `latentlm.eval.stats`: `mean_sd` per arm, `paired_diff` (paired Student t over the
 seeds both arms finished; same seed = same initial weights draw and same data order) between arms, and the
 Wilson interval each accuracy carries per run. A difference is called significant only where its interval
-excludes 0; with one seed there is no interval and no claim.
+excludes 0; with one seed there is no interval and no claim. An arm is named `better` only where the interval
+excludes 0 over at least MIN_CLAIM_SEEDS matched seeds (the project's research standard): with two seeds the
+interval is still reported, and flagged as too few to claim.
 """
 
 from __future__ import annotations
 
 from latentlm.eval.stats import mean_sd, paired_diff
 
+MIN_CLAIM_SEEDS = 3  # fewer matched seeds: the interval is shown, no arm is called better
+
 STATS_METHOD = (
     "per arm: mean ± sample SD over seeds (latentlm.eval.stats.mean_sd); between arms: paired differences over "
     "matched seeds (same seed = same initialisation draw and data order) with a two-sided 95 % Student-t interval, "
     "n-1 degrees of freedom (latentlm.eval.stats.paired_diff); accuracies per run: 95 % Wilson interval "
-    "(latentlm.eval.stats.wilson). Significant = the interval excludes 0."
+    "(latentlm.eval.stats.wilson). Significant = the interval excludes 0; an arm is called better only with "
+    "significance over >= 3 matched seeds."
 )
 
 
@@ -80,7 +85,7 @@ def paired_table(summary: dict[str, dict[str, dict]], order: list[str]) -> list[
                     continue
                 d = paired_diff([vb[s] for s in seeds], [va[s] for s in seeds])
                 better = None
-                if d["significant"]:
+                if d["significant"] and len(seeds) >= MIN_CLAIM_SEEDS:
                     lower = d["mean_diff"] < 0
                     better = b if lower == lower_is_better(metric) else a
                 rows.append({"a": a, "b": b, "metric": metric, "seeds": seeds, **d, "better": better})

@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from latentlm.compare.aggregate import lower_is_better
+from latentlm.compare.aggregate import MIN_CLAIM_SEEDS, lower_is_better
 
 
 def _f(x, fmt="{:.3f}") -> str:
@@ -148,8 +148,11 @@ def write_report(res: dict, out: Path, records: dict[str, dict[int, dict]]) -> P
                 reading = "one seed: no interval, no claim"
             elif p["significant"]:
                 word = "lower" if p["mean_diff"] < 0 else "higher"
-                reading = f"**{p['b']} {word}**" + (f" **({p['better']} better)**" if p["better"] else "")
-                reading += ": CI excludes 0"
+                if p["n"] < MIN_CLAIM_SEEDS:
+                    reading = f"{p['b']} {word}: CI excludes 0, but {p['n']} seeds are too few to claim (need 3)"
+                else:
+                    reading = f"**{p['b']} {word}**" + (f" **({p['better']} better)**" if p["better"] else "")
+                    reading += ": CI excludes 0"
             else:
                 reading = "no difference shown: CI includes 0"
             if p.get("caveat") and "bpb" in p["metric"]:
