@@ -51,9 +51,9 @@ def data_root(tmp_path, monkeypatch):
     return root
 
 
-def tiny_run_overrides(tmp_path, **extra) -> list[str]:
-    """Overrides that make configs/gpt/tiny.yaml train in a second on the small test corpus."""
-    base = {
+def tiny_model_overrides(tmp_path) -> dict:
+    """The data and model part of every tiny test run: configs/gpt/tiny.yaml shrunk to the small test corpus."""
+    return {
         "data.corpus": str(tmp_path / "corpus.txt"),
         "data.vocab_size": 300,
         "data.seq_len": 32,
@@ -62,6 +62,13 @@ def tiny_run_overrides(tmp_path, **extra) -> list[str]:
         "model.n_layers": 2,
         "model.n_heads": 2,
         "model.max_seq_len": 64,
+    }
+
+
+def tiny_run_overrides(tmp_path, **extra) -> list[str]:
+    """Overrides that make configs/gpt/tiny.yaml train in a second on the small test corpus."""
+    base = {
+        **tiny_model_overrides(tmp_path),
         "train.out_dir": str(tmp_path / "run"),
         "train.max_steps": 8,
         "train.batch_size": 4,

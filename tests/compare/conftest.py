@@ -7,20 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import tiny_model_overrides
+
 REPO = Path(__file__).resolve().parents[2]
 GPT_TINY = str(REPO / "configs/gpt/tiny.yaml")
 
 
 def tiny_overrides(tmp_path, **extra) -> dict:
     base = {
-        "data.corpus": str(tmp_path / "corpus.txt"),
-        "data.vocab_size": 300,
-        "data.seq_len": 32,
-        "model.vocab_size": 300,
-        "model.d_model": 32,
-        "model.n_layers": 2,
-        "model.n_heads": 2,
-        "model.max_seq_len": 64,
+        **tiny_model_overrides(tmp_path),
         "train.max_steps": 4,
         "train.batch_size": 4,
         "train.warmup_steps": 1,

@@ -26,10 +26,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
 
 
-def _save(fig, out: Path) -> Path:
+def _save(fig, out: Path, bottom: float = 0.0) -> Path:
+    """Lay out (leaving the lower `bottom` fraction of the figure to notes printed there), write, close."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
@@ -140,12 +141,7 @@ def bars(
     if notes:
         text = "\n".join(f"{n}: {notes[n]}" for n in names if notes.get(n))
         fig.text(0.01, 0.01, text, fontsize=6.5, va="bottom", ha="left", wrap=True)
-        fig.tight_layout(rect=(0, 0.05 * len(notes) + 0.02, 1, 1))
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
-        return out
+        return _save(fig, out, bottom=0.05 * len(notes) + 0.02)
     return _save(fig, out)
 
 
@@ -175,12 +171,7 @@ def scatter_errors(rows: list[dict], out: Path, xlabel: str, ylabel: str, title:
     ax.legend(fontsize=7)
     if notes:
         fig.text(0.01, 0.01, "\n".join(notes), fontsize=6.5, va="bottom", ha="left")
-        fig.tight_layout(rect=(0, 0.045 * len(notes) + 0.02, 1, 1))
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=120)
-        plt.close(fig)
-        return out
+        return _save(fig, out, bottom=0.045 * len(notes) + 0.02)
     return _save(fig, out)
 
 
