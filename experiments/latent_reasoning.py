@@ -83,6 +83,7 @@ def common(
         f"--data.reasoning={data or task['data']}",
         "--data.tokenizer=model",
         f"--data.reasoning_examples={n_train}",
+        f"--data.reasoning_exclude={test_file(task)}",  # no test question is ever trained on
         "--data.seq_len=8",
         f"--train.out_dir={out}",
         "--train.resume=false",
@@ -308,7 +309,22 @@ def log(name, seed, method, res):
 
 
 def test_set(name: str, n: int):
-    return reasoning_examples(TASKS[name]["data"], "test", n, TEST_SEED)[:n]
+    """The held-out items, the same for every seed and method; also written to RUNS/<task>/test.jsonl, which every
+    training run excludes (data.reasoning_exclude), so no test question is trained on (perm has only 5^6 questions)."""
+    test = reasoning_examples(TASKS[name]["data"], "test", n, TEST_SEED)[:n]
+    path = RUNS_DIR[0] / name / "test.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = "".join(json.dumps({"question": e.question, "steps": e.steps, "answer": e.answer}) + "\n" for e in test)
+    if not path.is_file() or path.read_text() != rows:
+        path.write_text(rows)
+    TASKS[name]["test_file"] = str(path)
+    return test
+
+
+def test_file(task: dict) -> str:
+    if "test_file" not in task:
+        raise LatentLMError("the test set is written (test_set) before any run trains")
+    return task["test_file"]
 
 
 def vocab_pool(name: str):

@@ -49,6 +49,9 @@ class DataConfig:
     file of reasoning examples; None for plain text."""
     reasoning_examples: int = 256
     """Generated reasoning sets: training examples (held-out sets get an eighth, at least 8)."""
+    reasoning_exclude: str | None = None
+    """A .jsonl/.txt file of reasoning examples (e.g. the test set) whose questions never appear in the training or
+    validation split: generated items with such a question are dropped and replaced by further draws."""
 
     def validate(self):
         if not 0 < self.val_fraction < 1:

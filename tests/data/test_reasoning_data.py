@@ -143,3 +143,52 @@ def test_perm_task_tracks_the_state_and_its_operations_generate_s5():
             x = PERM_OPS[op][x]
             assert step == str(x)
         assert ex.answer == ex.steps[-1]
+
+
+def _cfg(reasoning, exclude, seed=0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        data=SimpleNamespace(reasoning=reasoning, reasoning_exclude=str(exclude)), train=SimpleNamespace(seed=seed)
+    )
+
+
+def _write(path, examples):
+    import json
+
+    path.write_text("".join(json.dumps({"question": e.question, "steps": e.steps, "answer": e.answer}) + "\n"
+                            for e in examples))  # fmt: skip
+    return path
+
+
+def test_excluded_questions_never_reach_training_and_the_count_is_kept(tmp_path):
+    from latentlm.data.reasoning import reasoning_examples
+    from latentlm.data.reasoning.source import excluding
+
+    # perm:k=1 has only 25 distinct questions, so 60 draws repeat most of them
+    test = reasoning_examples("perm:k=1", "test", 60, 3)
+    banned = {e.question for e in test[:12]}
+    assert 5 <= len(banned) < 25
+    cfg = _cfg("perm:k=1", _write(tmp_path / "test.jsonl", test[:12]))
+    drawn = reasoning_examples("perm:k=1", "train", 40, 0)
+    assert any(e.question in banned for e in drawn)  # the exclusion has something to remove
+    kept = excluding(cfg, drawn, "train", 40)
+    assert len(kept) == 40 and not any(e.question in banned for e in kept)
+    # the first n allowed items in draw order: a prefix of the larger draw, filtered
+    ref = [e for e in reasoning_examples("perm:k=1", "train", 400, 0) if e.question not in banned][:40]
+    assert [(e.question, e.answer) for e in kept] == [(e.question, e.answer) for e in ref]
+
+
+def test_excluding_every_question_is_one_input_error_naming_the_fix(tmp_path):
+    from latentlm.data.reasoning import reasoning_examples
+    from latentlm.data.reasoning.source import excluding
+
+    every = [e for e in reasoning_examples("perm:k=1", "test", 2000, 5)]
+    assert len({e.question for e in every}) == 25
+    cfg = _cfg("perm:k=1", _write(tmp_path / "all.jsonl", every))
+    with pytest.raises(InputError, match=r"only 0 of 10 train examples .* lower data.reasoning_examples"):
+        excluding(cfg, reasoning_examples("perm:k=1", "train", 10, 0), "train", 10)
+    user = _write(tmp_path / "user.jsonl", every[:5])
+    cfg = _cfg(str(user), user)
+    with pytest.raises(InputError, match=r"every train example of .* nothing is left"):
+        excluding(cfg, load_examples(user), "train", 5)

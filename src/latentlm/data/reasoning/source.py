@@ -159,6 +159,8 @@ def build_examples_source(cfg, tokenizer, split, rank, world_size) -> ReasoningS
         )
     n = cfg.data.reasoning_examples if split == "train" else max(8, cfg.data.reasoning_examples // 8)
     examples = reasoning_examples(cfg.data.reasoning, split, n, cfg.train.seed)
+    if cfg.data.reasoning_exclude and split in ("train", "val"):
+        examples = excluding(cfg, examples, split, n)
     return ReasoningSource(
         examples,
         CURRICULA[variant](cfg, tokenizer, cfg.train.seed),
@@ -169,6 +171,37 @@ def build_examples_source(cfg, tokenizer, split, rank, world_size) -> ReasoningS
         rank=rank,
         world_size=world_size,
         split=split,
+    )
+
+
+def excluding(cfg, examples: list[ReasoningExample], split: str, n: int) -> list[ReasoningExample]:
+    """`examples` without any whose question is in the data.reasoning_exclude file; a generated set is drawn again,
+    larger, until n remain (the first n in draw order); a user file just loses them."""
+    from latentlm.data.reasoning.files import load_examples
+
+    banned = {" ".join(ex.question.split()) for ex in load_examples(cfg.data.reasoning_exclude)}
+
+    def keep(exs):
+        return [ex for ex in exs if " ".join(ex.question.split()) not in banned]
+
+    kept = keep(examples)
+    if Path(cfg.data.reasoning).suffix in (".jsonl", ".txt"):
+        if not kept:
+            raise InputError(
+                f"every {split} example of {cfg.data.reasoning} is in data.reasoning_exclude="
+                f"{cfg.data.reasoning_exclude}; nothing is left to train on"
+            )
+        return kept
+    draw = n
+    for _ in range(6):  # up to ~100 n draws
+        if len(kept) >= n:
+            return kept[:n]
+        draw = 2 * draw + 4 * (n - len(kept))
+        kept = keep(reasoning_examples(cfg.data.reasoning, split, draw, cfg.train.seed))
+    raise InputError(
+        f"data.reasoning={cfg.data.reasoning!r}: only {len(kept)} of {n} {split} examples are not in "
+        f"data.reasoning_exclude={cfg.data.reasoning_exclude} after drawing {draw}; the task has too few distinct "
+        "questions for this many examples; lower data.reasoning_examples or use a larger task"
     )
 
 
