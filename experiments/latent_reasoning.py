@@ -2,7 +2,7 @@
 (3 stages), LT-Tuning + adapter and Soft Thinking (training-free, on the CoT model), x 3 seeds, on tasks where a
 chain matters.
 
-Per task and seed: a random Llama (--hidden, --layers, --heads; default d_model 64, 2 layers, 4 heads; tied
+Per task and seed: a random Llama (--hidden, --layers, --heads; default d_model 128, 4 layers, 4 heads; tied
 embeddings) over the task's own word vocabulary is CoT-fine-tuned for `--base-steps`, or through the phases of
 `--base-curriculum` (hops shapes, the look-up drill of data/hops_drill.py), from `--base-init` if given (stage 0
 of Coconut and of LT-Tuning; `--base` takes a finished base instead, shared by every seed); every method then
@@ -13,6 +13,9 @@ fresh directory (`--train.resume=false`):
     lt_tuning  stage 2 (hidden) 2/9, stage 3 (fusion, alpha 0.6) 7/9 of the steps (README's [1, 2, 7] epochs)
     lt_tuning_adapter  the same with the Linear-GELU-Linear-LayerNorm adapter
     soft_thinking      the `cot` model decoding with soft concept tokens and cold stop, no training
+    coconut_paper      Coconut on the paper's schedule: 5 epochs of the training set per stage (Coconut's ProsQA
+                       config), the all-latent stage as long, whatever --steps says
+    soft_thinking_nocold  Soft Thinking without the entropy cold stop (only the answer marker's argmax ends it)
 All are evaluated on the same `--test` held-out items (one fixed set for every seed), greedy, with the evaluator of
 latentlm.eval.reasoning; seeds change the initialisation, the training sample and its order, identically for
 every method (paired). Statistics from latentlm.eval.stats (wilson, mean_sd, paired_diff).
@@ -66,8 +69,15 @@ GRID = {
     "lt_tuning": ("lt_tuning", []),
     "lt_tuning_adapter": ("lt_tuning", ["--model.adapter=true", "--model.adapter_hidden=256"]),
     "soft_thinking": None,
+    "coconut_paper": ("coconut", ["--model.c_thought=1"]),
+    "soft_thinking_nocold": None,
 }
-MODEL = dict(hidden=64, layers=2, heads=4, kv_heads=4)  # --hidden / --layers / --heads override it
+EVAL_ONLY = {  # method -> settings of the `cot` model it evaluates, decoding policy
+    "soft_thinking": ({"latent_embedding": "soft"}, "cold_stop"),
+    "soft_thinking_nocold": ({"latent_embedding": "soft", "cold_stop_entropy": 0.0}, "cold_stop"),
+}
+PAPER_EPOCHS_PER_STAGE = 5  # Coconut's ProsQA / ProntoQA config (epochs_per_stage 5, c_thought 1)
+MODEL = dict(hidden=128, layers=4, heads=4, kv_heads=4)  # --hidden / --layers / --heads override it
 
 
 BATCH = [32]
@@ -103,12 +113,25 @@ def common(
     ]
 
 
-def method_overrides(name: str, task: dict, steps: int) -> list[str]:
+def method_steps(name: str, task: dict, args) -> int:
+    """Optimizer steps of a method's run: --steps, or for coconut_paper 5 epochs per stage over stages 1..max and
+    the all-latent stage."""
+    if name != "coconut_paper":
+        return args.steps
+    return (task["max_stage"] + 1) * stage_steps_paper(args)
+
+
+def stage_steps_paper(args) -> int:
+    return max(1, round(PAPER_EPOCHS_PER_STAGE * args.train / args.batch))
+
+
+def method_overrides(name: str, task: dict, steps: int, args=None) -> list[str]:
     method, extra = GRID[name]
     over = [f"--model.method={method}", *extra]
     if method == "coconut":
         m = task["max_stage"]
-        per = max(1, steps // (m + 2))  # stages 1..max, then the all-latent stage gets the rest
+        per = max(1, steps // (m + 2)) if name != "coconut_paper" else stage_steps_paper(args)
+        # stages 1..max, then the all-latent stage gets the rest
         over += [
             f"--model.max_latent_stage={m}",
             f"--model.stage_steps=[0, {', '.join([str(per)] * m)}, {steps - m * per}]",
@@ -137,10 +160,13 @@ def evaluate(model, tok, test, policy=None) -> dict:
 
 
 def thinking_in_training(run_dir: Path) -> float | None:
-    """Mean <thinking> tokens per training row in LT-Tuning's last stage (the trainer's latents_per_row metric)."""
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
-    last = [r for r in rows if r.get("phase") == 2 and "latents_per_row" in r]
-    return sum(r["latents_per_row"] for r in last) / len(last) if last else None
+    """Mean <thinking> tokens inserted per training example in LT-Tuning's last stage: the insertion points the
+    curriculum chose (saved with the data position in the final checkpoint's trainer_state.json)."""
+    state = json.loads((run_dir / "checkpoints" / "latest").resolve().joinpath("trainer_state.json").read_text())
+    ins = state["data"].get("insertions")
+    if state["data"].get("insertion_stage") != 2 or not ins:
+        return None
+    return sum(c for points in ins.values() for _, c in points) / len(ins)
 
 
 def run_seed(name: str, seed: int, args) -> None:
@@ -197,30 +223,34 @@ def run_seed(name: str, seed: int, args) -> None:
             base.with_name("tmp_hf").rename(base)
     for method in args.methods:
         out = root / method
-        if (out / "eval.json").is_file() and method in args.reeval and method != "soft_thinking":
+        if (out / "eval.json").is_file() and method in args.reeval and method not in EVAL_ONLY:
             old = json.loads((out / "eval.json").read_text())
             model, tk = load_run(out)
             res = evaluate(model, tk, test)
-            res["train_s"], res["thinking_in_training"] = old["train_s"], old.get("thinking_in_training")
+            res["train_s"] = old["train_s"]
+            res["thinking_in_training"] = thinking_in_training(out) if GRID[method][0] == "lt_tuning" else None
             (out / "eval.json").write_text(json.dumps(res))
             log(name, seed, method + " (re-evaluated)", res)
             continue
         if (out / "eval.json").is_file():
             continue
         t0 = time.perf_counter()
-        if method == "soft_thinking":
+        if method in EVAL_ONLY:
             if not (root / "cot" / "eval.json").is_file():
                 continue
             model, tk = load_run(root / "cot")
-            model.config.latent_embedding = "soft"
-            res = evaluate(model, tk, test, policy="cold_stop")
+            settings, policy = EVAL_ONLY[method]
+            for k, v in settings.items():
+                setattr(model.config, k, v)
+            res = evaluate(model, tk, test, policy=policy)
             res["train_s"] = 0.0
             out.mkdir(exist_ok=True)
         else:
             if method not in GRID:
                 raise LatentLMError(f"unknown method {method!r}; known: {', '.join(GRID)}")
-            over = common(task, base, out, args.steps, seed, args.train, args.lr) + method_overrides(
-                method, task, args.steps
+            steps = method_steps(method, task, args)
+            over = common(task, base, out, steps, seed, args.train, args.lr) + method_overrides(
+                method, task, steps, args
             )
             import shutil
 
@@ -357,7 +387,8 @@ def trivial(name: str, test, n_train: int) -> dict:
     return {"first_option": None, "majority": sum(ex.answer == top for ex in test) / len(test)}
 
 
-ORDER = ["nocot", "pause", "cot", "coconut", "lt_tuning", "lt_tuning_adapter", "soft_thinking"]
+ORDER = ["nocot", "pause", "cot", "coconut", "coconut_paper", "lt_tuning", "lt_tuning_adapter", "soft_thinking",
+         "soft_thinking_nocold"]  # fmt: skip
 PAIRS = [
     ("cot", "nocot"),
     ("coconut", "cot"),
@@ -367,6 +398,11 @@ PAIRS = [
     ("coconut", "nocot"),
     ("pause", "nocot"),
     ("soft_thinking", "cot"),
+    ("coconut_paper", "cot"),
+    ("coconut_paper", "coconut"),
+    ("lt_tuning", "coconut_paper"),
+    ("soft_thinking_nocold", "cot"),
+    ("soft_thinking_nocold", "soft_thinking"),
 ]
 
 
@@ -503,7 +539,7 @@ def main():
     ap.add_argument("--methods", nargs="+", default=[m for m in GRID])
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--test", type=int, default=500)
-    ap.add_argument("--base-steps", type=int, default=1500)
+    ap.add_argument("--base-steps", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=450)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--base-lr", type=float, default=None, help="the CoT base's lr (default --lr)")

@@ -143,6 +143,12 @@ def test_perm_task_tracks_the_state_and_its_operations_generate_s5():
             x = PERM_OPS[op][x]
             assert step == str(x)
         assert ex.answer == ex.steps[-1]
+    for stride in (2, 3):  # a strided chain writes every stride-th running state of the same draw
+        full, short = perm_example(random.Random(7), k=6), perm_example(random.Random(7), k=6, stride=stride)
+        assert short.question == full.question and short.answer == full.answer
+        assert short.steps == full.steps[stride - 1 :: stride] and len(short.steps) == 6 // stride
+    with pytest.raises(ConfigError, match="stride must be >= 1 and divide k"):
+        perm_example(rng, k=5, stride=2)
 
 
 def _cfg(reasoning, exclude, seed=0):

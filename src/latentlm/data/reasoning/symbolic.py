@@ -181,7 +181,7 @@ PERM_OPS = {  # five fixed permutations of 0..4 (image of 0, 1, 2, 3, 4); togeth
 }
 
 
-def perm_example(rng: random.Random, k: int = 5) -> ReasoningExample:
+def perm_example(rng: random.Random, k: int = 5, stride: int = 1) -> ReasoningExample:
     """k-step state tracking in S5, the task on which a small model needs its chain: a start state in 0..4 and k
     permutations from PERM_OPS applied left to right, `3 A , C , B , E , D ?`; the steps are the k running
     states, the answer the last. Why a chain is needed: the answer is the word problem of S5 (a non-solvable
@@ -189,13 +189,17 @@ def perm_example(rng: random.Random, k: int = 5) -> ReasoningExample:
     unless TC0 = NC1 (Merrill & Sabharwal 2023; Liu et al. 2023 "Transformers learn shortcuts to automata"); with
     k = 5 there are 5^5 op words x 5 starts, far more than a training set covers. With the chain, each step is one
     look-up in a 5 x 5 table from two tokens at fixed offsets (the previous state, 2 back; its operation, at a
-    constant distance because the operations are comma-separated and k is fixed)."""
+    constant distance because the operations are comma-separated and k is fixed). `stride` > 1 writes only every
+    stride-th state (k / stride steps), so each step composes `stride` operations in one forward pass: a chain
+    whose steps are hard for a small model, where a latent thought has something to add."""
     if not 1 <= k <= 12:
         raise ConfigError(f"perm: k must be in 1..12 (got {k})")
+    if stride < 1 or k % stride:
+        raise ConfigError(f"perm: stride must be >= 1 and divide k (got k={k}, stride={stride})")
     x = rng.randrange(5)
     ops = [rng.choice(sorted(PERM_OPS)) for _ in range(k)]
     question, values = f"{x} " + " , ".join(ops) + " ?", []
     for op in ops:
         x = PERM_OPS[op][x]
         values.append(str(x))
-    return ReasoningExample(question, values, values[-1])
+    return ReasoningExample(question, values[stride - 1 :: stride], values[-1])
