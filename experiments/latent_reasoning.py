@@ -446,6 +446,7 @@ def report(names, seeds, args) -> None:
                 "gen_tokens_mean": mean("generated_tokens"),
                 "latent_steps_mean": mean("latent_steps"),
                 "terminated_frac": mean("terminated_frac"),
+                "own_chance": _mean([per[s].get("own_chance") for s in ss]),
                 "latent_norm_ratio": _mean([per[s]["latent_norm_ratio"] for s in ss]),
                 "successive_latent_cosine": _mean([per[s]["successive_latent_cosine"] for s in ss]),
                 "thinking_in_training": _mean([per[s].get("thinking_in_training") for s in ss]),
@@ -501,17 +502,19 @@ def table(name, t, runs):
     lines = [
         f"## {name} (n_test = {t['n_test']} per seed)",
         "",
-        f"Trivial baselines: first option {f(triv['first_option'])}, majority {f(triv['majority'])}.",
+        f"Trivial baselines: first option {f(triv['first_option'])} (– where the task offers no options), majority "
+        f"{f(triv['majority'])} (the training set's most frequent answer, on the test set). *Own chance* is each "
+        "method's chance level from its own answers: sum over answers a of P_predicted(a) x P_gold(a).",
         "",
-        "| method | acc per seed | mean ± SD | pooled Wilson 95 % | gen. tokens | latent steps | <thinking> in training "
-        "| terminated | latent/emb norm | cos(successive) | train s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | acc per seed | mean ± SD | pooled Wilson 95 % | own chance | gen. tokens | latent steps "
+        "| <thinking> in training | terminated | latent/emb norm | cos(successive) | train s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m, r in t["methods"].items():
         lo, hi = r["acc_ci95_pooled"]
         lines.append(
             f"| {m} | {', '.join(f(a) for a in r['acc'])} | {f(r['acc_mean'])} ± {f(r['acc_sd'])} | "
-            f"[{lo:.3f}, {hi:.3f}] | {f(r['gen_tokens_mean'], '{:.1f}')} | {f(r['latent_steps_mean'], '{:.2f}')} | "
+            f"[{lo:.3f}, {hi:.3f}] | {f(r['own_chance'])} | {f(r['gen_tokens_mean'], '{:.1f}')} | {f(r['latent_steps_mean'], '{:.2f}')} | "
             f"{f(r['thinking_in_training'], '{:.2f}')} | {f(r['terminated_frac'])} | {f(r['latent_norm_ratio'], '{:.2f}')} | "
             f"{f(r['successive_latent_cosine'], '{:.2f}')} | {f(r['train_s_mean'], '{:.0f}')} |"
         )

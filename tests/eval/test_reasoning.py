@@ -61,6 +61,19 @@ def test_accuracy_token_counts_and_collapse_diagnostics():
     assert res["latent_steps"] == 2
     assert res["latent_norm_ratio"] == pytest.approx(2.0)  # |(+-2, +-2, +-2, +-2)| = 4 over |(1, 1, 1, 1)| = 2
     assert res["successive_latent_cosine"] == pytest.approx(-1.0)
+    assert res["predictions"] == ["2", "5", "6"]
+    # answers 2, 5, 6 against golds 2, 4, 6: P_pred(2) P_gold(2) + P_pred(6) P_gold(6) = 2 / 9
+    assert res["own_chance"] == pytest.approx(2 / 9)
+
+
+def test_own_chance_is_the_majority_rate_for_a_constant_answer_and_a_pair_count_for_any_guess():
+    from latentlm.eval.reasoning import own_chance
+
+    gold = ["a"] * 6 + ["b"] * 3 + ["c"]
+    assert own_chance(["a"] * 10, gold) == pytest.approx(0.6)
+    gold, guess = ["a"] * 4 + ["b"] * 2 + ["c", "e"], ["a", "b", "c", "d"] * 2
+    brute = sum(p == g for p in guess for g in gold) / len(gold) ** 2  # every answer given x every item
+    assert own_chance(guess, gold) == pytest.approx(brute) == pytest.approx(0.25 * (4 + 2 + 1) / 8)
 
 
 def test_max_new_tokens_default_covers_the_longest_gold_chain_and_unfit_chains_are_errors():

@@ -77,7 +77,7 @@ def evaluate_reasoning(
     if max_new_tokens is None:
         max_new_tokens = default_max_new_tokens(examples, tokenizer, all_prompts, cfg.max_seq_len)
         max_new_tokens += model.extra_new_tokens  # e.g. LT-Tuning's <thinking> sit inside the text
-    correct, gen_tokens, latent_steps, terminated, samples, per_item = 0, [], [], 0, [], []
+    correct, gen_tokens, latent_steps, terminated, samples, per_item, preds = 0, [], [], 0, [], [], []
     norms, cosines = [], []
     emb_norm = model.embedding_norm()
     was = model.training
@@ -105,6 +105,7 @@ def evaluate_reasoning(
             ok = pred == normalise(ex.answer)
             correct += ok
             per_item.append(int(ok))
+            preds.append(pred)
             terminated += ended and "###" in SPECIAL.sub("", text)
             n_latent = int(info["latent_steps"][r])
             latent_steps.append(n_latent)
@@ -129,9 +130,24 @@ def evaluate_reasoning(
         "successive_latent_cosine": mean(cosines),
         "method": cfg.method,
         "policy": policy or cfg.policy,
+        "own_chance": own_chance(preds, [normalise(ex.answer) for ex in examples]),
         "correct": per_item,
+        "predictions": preds,
         "samples": samples,
     }
+
+
+def own_chance(predicted: list[str], gold: list[str]) -> float:
+    """The accuracy the model's own answers would get if they were independent of the item: sum over answers a of
+    P_predicted(a) x P_gold(a) on this test set (the chance level measured from the model's own outputs; a model
+    that always says the majority answer gets the majority rate, one that guesses uniformly gets 1/#answers)."""
+    from collections import Counter
+
+    n = len(gold)
+    if len(predicted) != n:
+        raise ValueError(f"own_chance: {len(predicted)} answers for {n} items")
+    p, g = Counter(predicted), Counter(gold)
+    return sum(p[a] * g[a] for a in p) / (n * n) if n else 0.0
 
 
 def evaluate_run(model, tokenizer, cfg, name: str | None = None, limit: int | None = None, **kw) -> dict:
