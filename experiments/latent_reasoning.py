@@ -16,6 +16,9 @@ fresh directory (`--train.resume=false`):
     coconut_paper      Coconut on the paper's schedule: 5 epochs of the training set per stage (Coconut's ProsQA
                        config), the all-latent stage as long, whatever --steps says
     soft_thinking_nocold  Soft Thinking without the entropy cold stop (only the answer marker's argmax ends it)
+    lt_tuning_forced   LT-Tuning with threshold 1.01: every response token is an insertion candidate, so <thinking>
+                       goes in at up to (6, 8) random points even where the model is sure (the default inserts
+                       nothing when the CoT base is confident everywhere)
 All are evaluated on the same `--test` held-out items (one fixed set for every seed), greedy, with the evaluator of
 latentlm.eval.reasoning; seeds change the initialisation, the training sample and its order, identically for
 every method (paired). Statistics from latentlm.eval.stats (wilson, mean_sd, paired_diff).
@@ -71,6 +74,7 @@ GRID = {
     "soft_thinking": None,
     "coconut_paper": ("coconut", ["--model.c_thought=1"]),
     "soft_thinking_nocold": None,
+    "lt_tuning_forced": ("lt_tuning", ["--model.lt_threshold=[1.01, 1.01]"]),
 }
 EVAL_ONLY = {  # method -> settings of the `cot` model it evaluates, decoding policy
     "soft_thinking": ({"latent_embedding": "soft"}, "cold_stop"),
@@ -387,8 +391,8 @@ def trivial(name: str, test, n_train: int) -> dict:
     return {"first_option": None, "majority": sum(ex.answer == top for ex in test) / len(test)}
 
 
-ORDER = ["nocot", "pause", "cot", "coconut", "coconut_paper", "lt_tuning", "lt_tuning_adapter", "soft_thinking",
-         "soft_thinking_nocold"]  # fmt: skip
+ORDER = ["nocot", "pause", "cot", "coconut", "coconut_paper", "lt_tuning", "lt_tuning_adapter", "lt_tuning_forced",
+         "soft_thinking", "soft_thinking_nocold"]  # fmt: skip
 PAIRS = [
     ("cot", "nocot"),
     ("coconut", "cot"),
@@ -403,6 +407,8 @@ PAIRS = [
     ("lt_tuning", "coconut_paper"),
     ("soft_thinking_nocold", "cot"),
     ("soft_thinking_nocold", "soft_thinking"),
+    ("lt_tuning_forced", "cot"),
+    ("lt_tuning_forced", "coconut_paper"),
 ]
 
 
