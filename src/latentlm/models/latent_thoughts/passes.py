@@ -89,39 +89,44 @@ def _attn_backward(g, q, k, v, out, aux, mask, scale):
         return torch.autograd.grad(o, (qc, kc, vc), g)
 
 
-def _row_tensors(q, kv, layer, b, s, e, prior):
+def _row_tensors(q, k_buf, v_buf, b, s, e, prior):
     qb = q[s:e].transpose(0, 1)[None]  # (1, H, n, hd)
     L = prior + e - s
-    kb = kv.k[layer][b, :L].transpose(0, 1)[None]  # (1, Hkv, L, hd)
-    vb = kv.v[layer][b, :L].transpose(0, 1)[None]
+    kb = k_buf[b, :L].transpose(0, 1)[None]  # (1, Hkv, L, hd)
+    vb = v_buf[b, :L].transpose(0, 1)[None]
     return qb, kb, vb
 
 
 class _RowAttention(torch.autograd.Function):
     """Each row's new queries over exactly that row's cached keys; the inputs include every pass's packed K/V block,
-    and the backward hands each block its share of the key/value gradient."""
+    and the backward hands each block its share of the key/value gradient.
+
+    The context keeps the layer's K/V buffers (plain tensors, written once under no_grad), never the GrowingKV: that
+    holds the blocks, which are graph tensors whose history leads back to this node, and a node that refers to its
+    own graph through a Python attribute is a reference cycle the collector cannot see, so every training step's
+    buffers and attention outputs would stay alive (about 20 MB per Coconut step at batch 32)."""
 
     @staticmethod
-    def forward(ctx, q, scale, kv, layer, spans, index, *blocks):
+    def forward(ctx, q, scale, k_buf, v_buf, spans, index, *blocks):
         outs, saved = [], []
         for b, s, e, prior in spans:
-            qb, kb, vb = _row_tensors(q, kv, layer, b, s, e, prior)
+            qb, kb, vb = _row_tensors(q, k_buf, v_buf, b, s, e, prior)
             mask = _row_mask(e - s, prior, q.device)
             out, aux = _attn(qb, kb, vb, mask, scale)
             outs.append(out[0].transpose(0, 1))
             saved.append((out, aux, mask))
         ctx.save_for_backward(q)
-        ctx.scale, ctx.kv, ctx.layer, ctx.spans, ctx.index, ctx.saved = scale, kv, layer, spans, index, saved
+        ctx.scale, ctx.k_buf, ctx.v_buf, ctx.spans, ctx.index, ctx.saved = scale, k_buf, v_buf, spans, index, saved
         return torch.cat(outs)
 
     @staticmethod
     def backward(ctx, grad_out):
         (q,) = ctx.saved_tensors
-        kv, layer = ctx.kv, ctx.layer
+        k_buf, v_buf = ctx.k_buf, ctx.v_buf
         gq = torch.zeros_like(q)
-        gk, gv = torch.zeros_like(kv.k[layer]), torch.zeros_like(kv.v[layer])
+        gk, gv = torch.zeros_like(k_buf), torch.zeros_like(v_buf)
         for (b, s, e, prior), (out, aux, mask) in zip(ctx.spans, ctx.saved):
-            qb, kb, vb = _row_tensors(q, kv, layer, b, s, e, prior)
+            qb, kb, vb = _row_tensors(q, k_buf, v_buf, b, s, e, prior)
             g = grad_out[s:e].transpose(0, 1)[None].contiguous()
             dq, dk, dv = _attn_backward(g, qb, kb, vb, out, aux, mask, ctx.scale)
             gq[s:e] = dq[0].transpose(0, 1)
@@ -142,7 +147,7 @@ def attend_growing(q, k, v, kv: GrowingKV, layer: int, rows, cols, spans, scale:
         kv.blocks[layer].append((rows, cols, k, v))
         flat = [t for *_, bk, bv in kv.blocks[layer] for t in (bk, bv)]
         index = [(r, c) for r, c, *_ in kv.blocks[layer]]
-        return _RowAttention.apply(q, scale, kv, layer, spans, index, *flat)
+        return _RowAttention.apply(q, scale, kv.k[layer], kv.v[layer], spans, index, *flat)
     if len(spans) == kv.lens.shape[0] and all(e - s == 1 for _, s, e, _ in spans):  # decoding: one query per row
         S = int(kv.lens.max()) + 1
         K, V = kv.k[layer][:, :S].transpose(1, 2), kv.v[layer][:, :S].transpose(1, 2)
@@ -153,7 +158,7 @@ def attend_growing(q, k, v, kv: GrowingKV, layer: int, rows, cols, spans, scale:
         return out[:, :, 0]
     outs = []
     for b, s, e, prior in spans:
-        qb, kb, vb = _row_tensors(q, kv, layer, b, s, e, prior)
+        qb, kb, vb = _row_tensors(q, kv.k[layer], kv.v[layer], b, s, e, prior)
         outs.append(_attn(qb, kb, vb, _row_mask(e - s, prior, q.device), scale)[0][0].transpose(0, 1))
     return torch.cat(outs)
 
