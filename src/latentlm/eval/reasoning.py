@@ -134,13 +134,16 @@ def evaluate_reasoning(
     }
 
 
-def evaluate_run(model, tokenizer, cfg, name: str | None = None, limit: int | None = None, **kw) -> dict:
-    """On the held-out (test) split of the run's reasoning data, or another named set / file."""
+def evaluate_run(
+    model, tokenizer, cfg, name: str | None = None, limit: int | None = None, test_seed: int | None = None, **kw
+) -> dict:
+    """On the held-out (test) split of the run's reasoning data, or another named set / file, drawn with
+    `test_seed` (the same items for every run) or else the run's train.seed."""
     from latentlm.data.reasoning import reasoning_examples
 
     name = name or cfg.data.reasoning
     n = limit or max(8, cfg.data.reasoning_examples // 8)
-    examples = reasoning_examples(name, "test", n, cfg.train.seed)[:n]
+    examples = reasoning_examples(name, "test", n, cfg.train.seed if test_seed is None else test_seed)[:n]
     res = evaluate_reasoning(model, tokenizer, examples, **kw)
     res["data"] = name
     return res
