@@ -2,32 +2,38 @@
 (3 stages), LT-Tuning + adapter and Soft Thinking (training-free, on the CoT model), x 3 seeds, on tasks where a
 chain matters.
 
-Per task and seed: a random Llama (--hidden, --layers, --heads; default d_model 128, 4 layers, 4 heads; tied
-embeddings) over the task's own word vocabulary is CoT-fine-tuned for `--base-steps`, or through the phases of
-`--base-curriculum` (hops shapes, the look-up drill of data/hops_drill.py), from `--base-init` if given (stage 0
-of Coconut and of LT-Tuning; `--base` takes a finished base instead, shared by every seed); every method then
-starts from that checkpoint and trains `--steps` more optimizer steps with the shared trainer, each run in its own
-fresh directory (`--train.resume=false`):
+The grid is a thin spec over the comparison harness (`latentlm.compare.run_compare`), one grid per task in
+RUNS/<task>/compare (runs/ARM/seed_N, compare.json, compare.md), budget `none` (each arm its own steps):
+    cot_base   a random Llama (--hidden, --layers, --heads; default d_model 128, 4 layers, 4 heads; tied embeddings)
+               over the task's own word vocabulary (RUNS/<task>/init/<shape>/seed_N, made before it trains),
+               CoT-fine-tuned for --base-steps (stage 0 of Coconut and of LT-Tuning), with train.seed = N + 100
+               (seed_offset: its items are another draw than the methods'); --base-init starts it from an HF folder;
+               --base-curriculum (hops) makes it a chain of arms cot_base_phase0 -> ... -> cot_base (init_from)
+every method starts from that seed's cot_base (init_from: its base LM exported inside the cot_base run) and trains
+--steps more optimizer steps with the shared trainer, train.seed = N:
     cot        more CoT-SFT                        nocot      question -> ### answer
     pause      <latent> x pause_tokens, plain      coconut    stages 1..max then all-latent (c = 1, optimizer reset)
     lt_tuning  stage 2 (hidden) 2/9, stage 3 (fusion, alpha 0.6) 7/9 of the steps (README's [1, 2, 7] epochs)
     lt_tuning_adapter  the same with the Linear-GELU-Linear-LayerNorm adapter
-    soft_thinking      the `cot` model decoding with soft concept tokens and cold stop, no training
+    soft_thinking      eval-only arm: the `cot` run decoding with soft concept tokens and cold stop, no training
     coconut_paper      Coconut on the paper's schedule: 5 epochs of the training set per stage (Coconut's ProsQA
                        config), the all-latent stage as long, whatever --steps says
-    soft_thinking_nocold  Soft Thinking without the entropy cold stop (only the answer marker's argmax ends it)
     lt_tuning_forced   LT-Tuning with threshold 1.01: every response token is an insertion candidate, so <thinking>
                        goes in at up to (6, 8) random points even where the model is sure (the default inserts
-                       nothing when the CoT base is confident everywhere)
-All are evaluated on the same `--test` held-out items (one fixed set for every seed), greedy, with the evaluator of
-latentlm.eval.reasoning; seeds change the initialisation, the training sample and its order, identically for
-every method (paired). Statistics from latentlm.eval.stats (wilson, mean_sd, paired_diff).
+                       nothing where the CoT base is confident everywhere)
+    soft_thinking_nocold  eval-only: Soft Thinking without the entropy cold stop (only an argmax of ### ends it)
+All are evaluated on the same `--test` held-out items (eval.reasoning_test_seed: one fixed set for every seed,
+also written to RUNS/<task>/test.jsonl, which every training run excludes through data.reasoning_exclude), greedy,
+with the evaluator of latentlm.eval.reasoning; seeds change the initialisation, the training sample and its order,
+identically for every method (paired). Finished runs are reused when their config hash matches; a changed setting
+(e.g. --steps) is refused by the harness (use another --runs). Statistics from latentlm.eval.stats (wilson,
+mean_sd, paired_diff).
 
     python experiments/latent_reasoning.py --tasks hops --seeds 0 1 2            # train + evaluate
     python experiments/latent_reasoning.py --tasks hops --seeds 0 1 2 --report   # tables from finished runs
     python experiments/latent_reasoning.py --diagnose BASE_HF ...                 # does a CoT base look things up?
-Runs in runs/latent_reasoning/<task>/seed<k>/<method>/ (eval.json beside each run); results in
-experiments/results/latent_reasoning.{md,json}. Seeds can run in parallel processes (one per seed).
+Results in experiments/results/latent_reasoning.{md,json} (--results elsewhere for smoke runs). Seeds can run in
+parallel processes (one per seed, same --runs); then --report with every seed.
 """
 
 from __future__ import annotations
@@ -46,11 +52,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(1, str(REPO))  # tests.tiny_llama: the random-init base model
 
-from latentlm.config import load_config  # noqa: E402
+from latentlm.compare import run_compare  # noqa: E402
+from latentlm.config import parse_overrides  # noqa: E402
 from latentlm.data.reasoning import parse_task, reasoning_examples, word_tokenizer  # noqa: E402
 from latentlm.errors import LatentLMError  # noqa: E402
 from latentlm.eval.reasoning import evaluate_reasoning, normalise  # noqa: E402
-from latentlm.eval.stats import mean_sd, paired_diff, wilson  # noqa: E402
+from latentlm.eval.stats import mean_sd, wilson  # noqa: E402
 
 RUNS_DIR = [REPO / "runs" / "latent_reasoning"]
 OUT = [REPO / "experiments" / "results"]  # --results changes it
@@ -63,97 +70,80 @@ TASKS = {
     "prosqa": {"data": "prosqa", "max_stage": 6, "max_seq_len": 384},  # paper shape: prompts up to ~290 tokens
     "prontoqa": {"data": "prontoqa:hops=5", "max_stage": 6, "max_seq_len": 256},
 }
-# the grid: method -> (model.method, extra overrides); soft_thinking is evaluated on the cot run
+# the grid: method -> (model.method, extra overrides); soft_thinking is the eval-only arm over the cot run
 GRID = {
-    "cot": ("cot", []),
-    "nocot": ("nocot", []),
-    "pause": ("pause", ["--model.pause_tokens=6"]),
-    "coconut": ("coconut", ["--model.c_thought=1"]),
-    "lt_tuning": ("lt_tuning", []),
-    "lt_tuning_adapter": ("lt_tuning", ["--model.adapter=true", "--model.adapter_hidden=256"]),
+    "cot": ("cot", {}),
+    "nocot": ("nocot", {}),
+    "pause": ("pause", {"model.pause_tokens": 6}),
+    "coconut": ("coconut", {"model.c_thought": 1}),
+    "lt_tuning": ("lt_tuning", {}),
+    "lt_tuning_adapter": ("lt_tuning", {"model.adapter": True, "model.adapter_hidden": 256}),
     "soft_thinking": None,
-    "coconut_paper": ("coconut", ["--model.c_thought=1"]),
+    "coconut_paper": ("coconut", {"model.c_thought": 1}),
+    "lt_tuning_forced": ("lt_tuning", {"model.lt_threshold": [1.01, 1.01]}),
     "soft_thinking_nocold": None,
-    "lt_tuning_forced": ("lt_tuning", ["--model.lt_threshold=[1.01, 1.01]"]),
 }
-EVAL_ONLY = {  # method -> settings of the `cot` model it evaluates, decoding policy
-    "soft_thinking": ({"latent_embedding": "soft"}, "cold_stop"),
-    "soft_thinking_nocold": ({"latent_embedding": "soft", "cold_stop_entropy": 0.0}, "cold_stop"),
-}
+EVAL_ONLY = {  # the eval-only arms: the cot run decoded otherwise
+    "soft_thinking": {"from": "cot", "eval_overrides": {"model.latent_embedding": "soft"}, "eval": {"policy": "cold_stop"}},
+    "soft_thinking_nocold": {"from": "cot", "eval_overrides": {"model.latent_embedding": "soft", "model.cold_stop_entropy": 0.0},
+                             "eval": {"policy": "cold_stop"}},
+}  # fmt: skip
 PAPER_EPOCHS_PER_STAGE = 5  # Coconut's ProsQA / ProntoQA config (epochs_per_stage 5, c_thought 1)
 MODEL = dict(hidden=128, layers=4, heads=4, kv_heads=4)  # --hidden / --layers / --heads override it
+CONFIG = REPO / "configs" / "latent_thoughts" / "cot.yaml"  # every setting it has is overridden below
+BASE_SEED_OFFSET = 100  # cot_base of seed N trains on the draw N + 100 (+ phase), the methods on N
 
 
 BATCH = [32]
 
 
-def common(
-    task: dict, base: Path, out: Path, steps: int, seed: int, n_train: int, lr: float, data: str | None = None
-) -> list[str]:
-    return [
-        "--model.variant=latent_thoughts",
-        f"--model.base_model={base}",
-        f"--model.max_seq_len={task['max_seq_len']}",
-        f"--data.reasoning={data or task['data']}",
-        "--data.tokenizer=model",
-        f"--data.reasoning_examples={n_train}",
-        f"--data.reasoning_exclude={test_file(task)}",  # no test question is ever trained on
-        "--data.seq_len=8",
-        f"--train.out_dir={out}",
-        "--train.resume=false",
-        f"--train.max_steps={steps}",
-        f"--train.ckpt_every={steps}",
-        "--train.keep_checkpoints=1",
-        f"--train.batch_size={BATCH[0]}",
-        f"--train.lr={lr}",
-        "--train.warmup_steps=20",
-        "--train.weight_decay=0.01",
-        f"--train.seed={seed}",
-        "--train.reset_optimizer_on_phase=true",
-        "--eval.every=0",
-        "--log.every=20",
-        "--log.progress=false",
-        "--log.tensorboard=false",
-    ]
+def common(task: dict, steps: int, n_train: int, lr: float, data: str | None = None) -> dict:
+    """The overrides every run of a task shares (the harness sets out_dir, resume=false and train.seed)."""
+    return {
+        "model.variant": "latent_thoughts",
+        "model.max_seq_len": task["max_seq_len"],
+        "data.reasoning": data or task["data"],
+        "data.tokenizer": "model",
+        "data.reasoning_examples": n_train,
+        "data.reasoning_exclude": test_file(task),  # no test question is ever trained on
+        "data.seq_len": 8,
+        "train.max_steps": steps,
+        "train.ckpt_every": steps,
+        "train.keep_checkpoints": 1,
+        "train.batch_size": BATCH[0],
+        "train.lr": lr,
+        "train.warmup_steps": 20,
+        "train.weight_decay": 0.01,
+        "train.reset_optimizer_on_phase": True,
+        "eval.every": 0,
+        "log.every": 20,
+        "log.progress": False,
+        "log.tensorboard": False,
+    }
 
 
 def method_steps(name: str, task: dict, args) -> int:
-    """Optimizer steps of a method's run: --steps, or for coconut_paper 5 epochs per stage over stages 1..max and
-    the all-latent stage."""
-    if name != "coconut_paper":
-        return args.steps
-    return (task["max_stage"] + 1) * stage_steps_paper(args)
+    """A method's optimizer steps: --steps, or for coconut_paper 5 epochs per stage over stages 1..max and the
+    all-latent stage."""
+    return (task["max_stage"] + 1) * paper_stage_steps(args) if name == "coconut_paper" else args.steps
 
 
-def stage_steps_paper(args) -> int:
+def paper_stage_steps(args) -> int:
     return max(1, round(PAPER_EPOCHS_PER_STAGE * args.train / args.batch))
 
 
-def method_overrides(name: str, task: dict, steps: int, args=None) -> list[str]:
+def method_overrides(name: str, task: dict, steps: int, args=None) -> dict:
     method, extra = GRID[name]
-    over = [f"--model.method={method}", *extra]
+    over = {"model.method": method, **extra}
     if method == "coconut":
         m = task["max_stage"]
-        per = max(1, steps // (m + 2)) if name != "coconut_paper" else stage_steps_paper(args)
+        per = paper_stage_steps(args) if name == "coconut_paper" else max(1, steps // (m + 2))
         # stages 1..max, then the all-latent stage gets the rest
-        over += [
-            f"--model.max_latent_stage={m}",
-            f"--model.stage_steps=[0, {', '.join([str(per)] * m)}, {steps - m * per}]",
-        ]
+        over.update({"model.max_latent_stage": m, "model.stage_steps": [0, *[per] * m, steps - m * per]})
     if method == "lt_tuning":
         s2 = max(1, round(steps * 2 / 9))
-        over += [f"--model.stage_steps=[0, {s2}, {steps - s2}]"]
+        over["model.stage_steps"] = [0, s2, steps - s2]
     return over
-
-
-def export_base(run_dir: Path, dest: Path) -> Path:
-    """The CoT-SFT run's base LM as an HF folder (with its tokenizer) that the methods start from."""
-    from latentlm.train.checkpoint import load_run
-
-    model, tok = load_run(run_dir)
-    model.base.save_pretrained(dest)
-    tok.save(dest)
-    return dest
 
 
 def evaluate(model, tok, test, policy=None) -> dict:
@@ -163,110 +153,96 @@ def evaluate(model, tok, test, policy=None) -> dict:
     return res
 
 
-def thinking_in_training(run_dir: Path) -> float | None:
-    """Mean <thinking> tokens inserted per training example in LT-Tuning's last stage: the insertion points the
-    curriculum chose (saved with the data position in the final checkpoint's trainer_state.json)."""
-    state = json.loads((run_dir / "checkpoints" / "latest").resolve().joinpath("trainer_state.json").read_text())
-    ins = state["data"].get("insertions")
-    if state["data"].get("insertion_stage") != 2 or not ins:
-        return None
-    return sum(c for points in ins.values() for _, c in points) / len(ins)
+def init_dir(name: str, args) -> Path:
+    """The random-init Llama of each seed (its shape and vocabulary sample in the name, so another shape is another
+    folder, hence another config hash for cot_base); "{seed}" is filled in by the harness."""
+    shape = f"d{MODEL['hidden']}_l{MODEL['layers']}_h{MODEL['heads']}_n{args.train}_t{args.test}"
+    return RUNS_DIR[0] / name / "init" / shape / "seed_{seed}"
 
 
-def run_seed(name: str, seed: int, args) -> None:
-    from latentlm.train.checkpoint import load_run
-    from latentlm.train.trainer import train
+def make_inits(name: str, seeds, args) -> None:
+    """Before cot_base trains: one random tiny Llama per seed over the task's words (tests/tiny_llama.py)."""
     from tests.tiny_llama import save_tiny_llama
 
     task = TASKS[name]
-    root = RUNS_DIR[0] / name / f"seed{seed}"
-    root.mkdir(parents=True, exist_ok=True)
-    test = test_set(name, args.test)
-    t0 = time.perf_counter()
-    cot0 = root / "cot_base"
-    if args.base:  # one shared CoT-SFT base (as the papers fine-tune one pretrained LM); seeds vary the fine-tuning
-        base = Path(args.base)
-        if not (cot0 / "eval.json").is_file() and "cot" in args.methods:
-            from latentlm.data.tokenizer import Tokenizer
-            from latentlm.models.latent_thoughts import Config, Model
+    for seed in seeds:
+        d = Path(str(init_dir(name, args)).replace("{seed}", str(seed)))
+        if (d / "config.json").is_file() and (d / "tokenizer.json").is_file():
+            continue
+        train_ex = reasoning_examples(task["data"], "train", args.train, seed)
+        tok = word_tokenizer(train_ex + test_set(name, args.test) + vocab_pool(name))
+        tmp = d.with_name(d.name + ".tmp")
+        save_tiny_llama(tmp, tok, seed=seed, max_position_embeddings=task["max_seq_len"], tie_word_embeddings=True,
+                        **MODEL)  # fmt: skip
+        tmp.rename(d)
 
-            model = Model(Config(base_model=str(base), method="cot", max_seq_len=task["max_seq_len"]))
-            res = evaluate(model, Tokenizer.load(base), test)
-            res["train_s"] = 0.0
-            cot0.mkdir(parents=True, exist_ok=True)
-            (cot0 / "eval.json").write_text(json.dumps(res))
-            log(name, seed, "cot_base", res)
-    else:
-        while args.wait_base and not (root / "cot_base_hf" / "tokenizer.json").is_file():
-            time.sleep(10)  # another process trains this seed's CoT base
-        if not (cot0 / "eval.json").is_file():
-            train_ex = reasoning_examples(task["data"], "train", args.train, seed)
-            tok = word_tokenizer(train_ex + test + vocab_pool(name))
-            if args.base_init:  # continue an earlier base (e.g. a probe) instead of a random init
-                base0 = Path(args.base_init)
-            else:
-                base0 = save_tiny_llama(root / "init", tok, seed=seed, max_position_embeddings=task["max_seq_len"],
-                                        tie_word_embeddings=True, **MODEL)  # fmt: skip
-            phases = base_phases(name, args)
-            for p, (data, steps) in enumerate(phases):  # a hop curriculum: each phase starts from the previous one
-                out = cot0 if p == len(phases) - 1 else root / f"cot_base_phase{p}"
-                n = args.base_train or steps * args.batch  # fresh items: each seen about once, nothing memorised
-                over = common(task, base0, out, steps, seed * 100 + p, n, args.base_lr or args.lr, data)
-                over += ["--model.method=cot", f"--train.warmup_steps={min(200, steps // 10)}", *args.base_override]
-                train(load_config(None, over))
-                if p < len(phases) - 1:
-                    base0 = export_base(out, root / f"cot_base_phase{p}_hf")
-            model, tk = load_run(cot0)
-            res = evaluate(model, tk, test)
-            res["train_s"] = time.perf_counter() - t0
-            (cot0 / "eval.json").write_text(json.dumps(res))
-            log(name, seed, "cot_base", res)
-        base = root / "cot_base_hf"
-        if not (base / "tokenizer.json").is_file():
-            export_base(cot0, base.with_name("tmp_hf"))
-            base.with_name("tmp_hf").rename(base)
-    for method in args.methods:
-        out = root / method
-        if (out / "eval.json").is_file() and method in args.reeval and method not in EVAL_ONLY:
-            old = json.loads((out / "eval.json").read_text())
-            model, tk = load_run(out)
-            res = evaluate(model, tk, test)
-            res["train_s"] = old["train_s"]
-            res["thinking_in_training"] = thinking_in_training(out) if GRID[method][0] == "lt_tuning" else None
-            (out / "eval.json").write_text(json.dumps(res))
-            log(name, seed, method + " (re-evaluated)", res)
-            continue
-        if (out / "eval.json").is_file():
-            continue
-        t0 = time.perf_counter()
-        if method in EVAL_ONLY:
-            if not (root / "cot" / "eval.json").is_file():
-                continue
-            model, tk = load_run(root / "cot")
-            settings, policy = EVAL_ONLY[method]
-            for k, v in settings.items():
-                setattr(model.config, k, v)
-            res = evaluate(model, tk, test, policy=policy)
-            res["train_s"] = 0.0
-            out.mkdir(exist_ok=True)
-        else:
-            if method not in GRID:
-                raise LatentLMError(f"unknown method {method!r}; known: {', '.join(GRID)}")
-            steps = method_steps(method, task, args)
-            over = common(task, base, out, steps, seed, args.train, args.lr) + method_overrides(
-                method, task, steps, args
+
+def base_arms(name: str, args) -> dict:
+    """cot_base, or the chain of --base-curriculum phases ending in cot_base (each phase starts from the previous)."""
+    task, arms = TASKS[name], {}
+    phases = base_phases(name, args)
+    extra = parse_overrides(args.base_override) if args.base_override else {}
+    prev = None
+    for p, (data, steps) in enumerate(phases):
+        arm = "cot_base" if p == len(phases) - 1 else f"cot_base_phase{p}"
+        n = args.base_train or steps * args.batch  # fresh items: each seen about once, nothing memorised
+        over = common(task, steps, n, args.base_lr or args.lr, data)
+        over.update({"model.method": "cot", "train.warmup_steps": min(200, steps // 10), **extra})
+        spec = {"config": str(CONFIG), "overrides": over, "seed_offset": BASE_SEED_OFFSET + p}
+        if arm != "cot_base":
+            spec["eval"] = {"reasoning": False}  # an intermediate phase: only the finished base is scored
+        if prev is None:
+            over["model.base_model"] = (
+                str(Path(args.base_init).resolve()) if args.base_init else str(init_dir(name, args))
             )
-            import shutil
+        else:
+            spec["init_from"] = prev
+        arms[arm], prev = spec, arm
+    return arms
 
-            shutil.rmtree(out, ignore_errors=True)  # a fresh directory per run
-            train(load_config(None, over))
-            model, tk = load_run(out)
-            res = evaluate(model, tk, test)
-            res["train_s"] = time.perf_counter() - t0 - res["eval_s"]
-            res["thinking_in_training"] = thinking_in_training(out) if GRID[method][0] == "lt_tuning" else None
-        (out / "eval.json").write_text(json.dumps(res))
-        log(name, seed, method, res)
-        del model
+
+def grid_spec(name: str, args) -> dict:
+    """The task's grid for run_compare: the CoT base arm(s), then every method from that seed's cot_base."""
+    task = TASKS[name]
+    test_set(name, args.test)  # written before any run trains: the runs exclude it
+    arms = base_arms(name, args)
+    for m in args.methods:
+        if m in EVAL_ONLY:
+            arms[m] = EVAL_ONLY[m]
+            continue
+        steps = method_steps(m, task, args)
+        over = {**common(task, steps, args.train, args.lr), **method_overrides(m, task, steps, args)}
+        arms[m] = {"config": str(CONFIG), "init_from": "cot_base", "overrides": over}
+    return {
+        "name": f"latent_reasoning_{name}",
+        "title": f"Latent reasoning on {name}: a tiny Llama from scratch, every method from its seed's CoT base",
+        "seeds": list(args.seeds),
+        "budget": "none",
+        "arms": arms,
+        "baseline": "cot" if "cot" in arms else "cot_base",
+        "eval": {
+            "val_batches": 1,
+            "leak": False,
+            "reasoning": task["data"],
+            "reasoning_limit": args.test,
+            "reasoning_test_seed": TEST_SEED,
+            "reasoning_batch": 100,
+        },  # fmt: skip
+    }
+
+
+def grid_dir(name: str) -> Path:
+    return RUNS_DIR[0] / name / "compare"
+
+
+def run_task(name: str, args) -> dict:
+    spec = grid_spec(name, args)
+    make_inits(name, args.seeds, args)
+    res = run_compare(spec, grid_dir(name))
+    for arm, a in res["arms"].items():
+        for seed, run in a["runs"].items():
+            log(name, seed, arm, {**run["metrics"]["reasoning"], "train_s": (run["train"] or {}).get("wall_s")})
+    return res
 
 
 def base_phases(name: str, args) -> list[tuple[str, int]]:
@@ -338,7 +314,7 @@ def diagnose(bases: list[str], args) -> None:
 
 
 def log(name, seed, method, res):
-    keep = ("accuracy", "generated_tokens", "latent_steps", "terminated_frac", "train_s", "eval_s")
+    keep = ("accuracy", "generated_tokens", "latent_steps", "terminated_frac", "train_s")
     print(json.dumps({"task": name, "seed": seed, "method": method, **{k: res.get(k) for k in keep}}), flush=True)
 
 
@@ -405,75 +381,114 @@ PAIRS = [
     ("coconut_paper", "cot"),
     ("coconut_paper", "coconut"),
     ("lt_tuning", "coconut_paper"),
-    ("soft_thinking_nocold", "cot"),
-    ("soft_thinking_nocold", "soft_thinking"),
     ("lt_tuning_forced", "cot"),
     ("lt_tuning_forced", "coconut_paper"),
+    ("soft_thinking_nocold", "cot"),
+    ("soft_thinking_nocold", "soft_thinking"),
 ]
 
 
-def collect(names, seeds):
-    data = {}
-    for name in names:
-        runs = {}
-        for method in ["cot_base", *ORDER]:
-            per = {}
-            for s in seeds:
-                f = RUNS_DIR[0] / name / f"seed{s}" / method / "eval.json"
-                if f.is_file():
-                    per[s] = json.loads(f.read_text())
-            if per:
-                runs[method] = per
-        if runs:
-            data[name] = runs
-    return data
+def collect(name: str, args) -> dict | None:
+    """The harness's aggregate of the task's grid (compare.json, rewritten from the run records), or None."""
+    if not (grid_dir(name) / "grid.json").is_file():
+        return None
+    try:
+        return run_compare(grid_spec(name, args), grid_dir(name), aggregate_only=True, log=lambda *a: None)
+    except LatentLMError as e:
+        if "holds no finished run" in str(e):
+            return None
+        raise
+
+
+def method_row(arm: str, runs: dict, chain: list[dict]) -> dict:
+    """One method's row from the harness's run records (seed -> run): the study's columns."""
+    ss = sorted(runs, key=int)
+    rs = {s: runs[s]["metrics"]["reasoning"] for s in ss}
+    acc = [rs[s]["accuracy"] for s in ss]
+
+    def mean(k):
+        return sum(rs[s][k] or 0 for s in ss) / len(ss)
+
+    lt = arm in GRID and GRID[arm] is not None and GRID[arm][0] == "lt_tuning"
+    inserted = [thinking_in_training(Path(runs[s]["run_dir"])) for s in ss] if lt else []
+    train_s = [sum((c.get(s, {}).get("train") or {}).get("wall_s") or 0 for c in chain) for s in ss]
+    return {
+        "seeds": [int(s) for s in ss],
+        "acc": acc,
+        "acc_mean": sum(acc) / len(acc),
+        "acc_sd": mean_sd(acc)[1] if len(acc) > 1 else None,
+        "acc_ci95_pooled": list(wilson(sum(sum(rs[s]["correct"]) for s in ss), sum(rs[s]["n"] for s in ss))),
+        "gen_tokens_mean": mean("generated_tokens"),
+        "latent_steps_mean": mean("latent_steps"),
+        "terminated_frac": mean("terminated_frac"),
+        "own_chance": _mean([rs[s].get("own_chance") for s in ss]),
+        "latent_norm_ratio": _mean([rs[s]["latent_norm_ratio"] for s in ss]),
+        "successive_latent_cosine": _mean([rs[s]["successive_latent_cosine"] for s in ss]),
+        "thinking_in_training": _mean(inserted) if lt else None,
+        "train_s_mean": sum(train_s) / len(train_s),
+        "max_new_tokens": rs[ss[0]]["max_new_tokens"],
+        "runs": {s: runs[s]["run_dir"] for s in ss},
+    }
+
+
+def thinking_in_training(run_dir: Path) -> float | None:
+    """Mean <thinking> tokens inserted per training example in LT-Tuning's last stage: the insertion points its
+    curriculum chose, saved with the data position in the final checkpoint's trainer_state.json (0 when the model
+    was confident everywhere; the latents_per_row training metric exists only for batches that hold a latent)."""
+    state_file = (run_dir / "checkpoints" / "latest").resolve() / "trainer_state.json"
+    if not state_file.is_file():
+        return None
+    data = json.loads(state_file.read_text()).get("data", {})
+    ins = data.get("insertions")
+    if data.get("insertion_stage") != 2 or not ins:
+        return None
+    return sum(c for points in ins.values() for _, c in points) / len(ins)
+
+
+def paired_rows(res: dict) -> list[dict]:
+    """PAIRS (a − b) from the harness's paired table of reasoning accuracy (which holds b − a for its own order)."""
+    table = {(p["a"], p["b"]): p for p in res["paired"] if p["metric"] == "reasoning_acc"}
+    out = []
+    for a, b in PAIRS:
+        if (b, a) in table:
+            p, sign = table[(b, a)], 1
+        elif (a, b) in table:
+            p, sign = table[(a, b)], -1
+        else:
+            continue
+        if p["n"] < 2:
+            continue
+        lo, hi = p["ci95"]
+        ci = [lo, hi] if sign == 1 else [0.0 - hi, 0.0 - lo]  # 0.0 - x: no "-0.000" for a zero difference
+        out.append({"a": a, "b": b, "mean_diff": 0.0 + sign * p["mean_diff"], "ci95": ci, "n_seeds": p["n"],
+                    "significant": p["significant"]})  # fmt: skip
+    return out
 
 
 def report(names, seeds, args) -> None:
-    data = collect(names, seeds)
     js, md = {"tasks": {}}, []
-    for name, runs in data.items():
+    for name in names:
+        res = collect(name, args)
+        if res is None:
+            continue
         test = test_set(name, args.test)
         triv = trivial(name, test, args.train)
-        methods = {}
-        for m, per in runs.items():
-            ss = sorted(per)
-            acc = [per[s]["accuracy"] for s in ss]
-
-            def mean(k, per=per, ss=ss):
-                return sum(per[s][k] or 0 for s in ss) / len(ss)
-
-            methods[m] = {
-                "seeds": ss,
-                "acc": acc,
-                "acc_mean": sum(acc) / len(acc),
-                "acc_sd": mean_sd(acc)[1] if len(acc) > 1 else None,
-                "acc_ci95_pooled": list(wilson(sum(sum(per[s]["correct"]) for s in ss), sum(per[s]["n"] for s in ss))),
-                "gen_tokens_mean": mean("generated_tokens"),
-                "latent_steps_mean": mean("latent_steps"),
-                "terminated_frac": mean("terminated_frac"),
-                "own_chance": _mean([per[s].get("own_chance") for s in ss]),
-                "latent_norm_ratio": _mean([per[s]["latent_norm_ratio"] for s in ss]),
-                "successive_latent_cosine": _mean([per[s]["successive_latent_cosine"] for s in ss]),
-                "thinking_in_training": _mean([per[s].get("thinking_in_training") for s in ss]),
-                "train_s_mean": mean("train_s"),
-                "max_new_tokens": per[ss[0]]["max_new_tokens"],
-            }
-        paired = []
-        for a, b in PAIRS:
-            if a in runs and b in runs:
-                common_s = sorted(set(runs[a]) & set(runs[b]))
-                if len(common_s) >= 2:
-                    d = paired_diff(
-                        [runs[a][s]["accuracy"] for s in common_s], [runs[b][s]["accuracy"] for s in common_s]
-                    )
-                    paired.append({"a": a, "b": b, "mean_diff": d["mean_diff"], "ci95": d["ci95"], "n_seeds": d["n"],
-                                   "significant": d["significant"]})  # fmt: skip
-        js["tasks"][name] = {"n_test": len(test), "trivial": triv, "methods": methods, "paired": paired}
+        base_chain = [a for a in res["arms"] if a.startswith("cot_base")]
+        methods, runs = {}, {}
+        for m in ["cot_base", *ORDER]:
+            arm = res["arms"].get(m)
+            if not arm or not arm["runs"]:
+                continue
+            chain = [res["arms"][a]["runs"] for a in base_chain] if m == "cot_base" else [arm["runs"]]
+            methods[m] = method_row(m, arm["runs"], chain)
+            runs[m] = {int(s): r["metrics"]["reasoning"] for s, r in arm["runs"].items()}
+        js["tasks"][name] = {"n_test": len(test), "trivial": triv, "methods": methods, "paired": paired_rows(res),
+                             "grid": str(grid_dir(name))}  # fmt: skip
         md += table(name, js["tasks"][name], runs)
     OUT[0].mkdir(parents=True, exist_ok=True)
     js["setup"] = {"model": MODEL, "base_steps": args.base_steps, "steps": args.steps, "n_train": args.train,
-                   "lr": args.lr, "batch": args.batch, "base": args.base, "command": " ".join(sys.argv)}  # fmt: skip
+                   "lr": args.lr, "batch": args.batch, "base_seed_offset": BASE_SEED_OFFSET,
+                   "command": " ".join(sys.argv)}  # fmt: skip
     (OUT[0] / "latent_reasoning_details.json").write_text(json.dumps(js, indent=1, default=float))
     keep = ("seeds", "acc", "acc_mean", "gen_tokens_mean", "latent_steps_mean", "terminated_frac")
     exact = {  # the schema of issue 15, nothing more; everything else is in latent_reasoning_details.json
@@ -563,10 +578,7 @@ def main():
     ap.add_argument("--layers", type=int, default=MODEL["layers"])
     ap.add_argument("--heads", type=int, default=MODEL["heads"], help="attention heads (= kv heads)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--runs", default=str(RUNS_DIR[0]), help="where the runs go")
-    ap.add_argument("--base", default=None, help="a shared CoT-SFT base (HF folder) instead of one per seed")
-    ap.add_argument("--reeval", nargs="*", default=[], help="evaluate these finished runs again")
-    ap.add_argument("--wait-base", action="store_true", help="wait for another process to train the CoT base")
+    ap.add_argument("--runs", default=str(RUNS_DIR[0]), help="where the runs go (RUNS/<task>/compare: the grid)")
     ap.add_argument("--results", default=str(OUT[0]), help="where the tables go (e.g. elsewhere for timing runs)")
     ap.add_argument("--diagnose", nargs="+", default=None, help="CoT base HF folders: look-up diagnostics (hops)")
     ap.add_argument("--report", action="store_true", help="only write the tables from finished runs")
@@ -578,6 +590,9 @@ def main():
         for m in args.methods:
             if m not in GRID:
                 raise LatentLMError(f"unknown method {m!r}; known: {', '.join(GRID)}")
+        for m in EVAL_ONLY:
+            if m in args.methods and "cot" not in args.methods:
+                raise LatentLMError(f"{m} decodes the cot run (no training of its own): add cot to --methods")
         torch.set_num_threads(1)
         RUNS_DIR[0] = Path(args.runs)
         OUT[0] = Path(args.results)
@@ -589,8 +604,7 @@ def main():
             return diagnose(args.diagnose, args)
         if not args.report:
             for name in args.tasks:
-                for seed in args.seeds:
-                    run_seed(name, seed, args)
+                run_task(name, args)
         if not args.base_only:
             report(args.tasks, args.seeds, args)
     except LatentLMError as e:

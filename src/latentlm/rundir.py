@@ -128,8 +128,10 @@ def load_config_of(path: str | Path) -> RunConfig:
     return load_config(ckpt / "config.yaml")
 
 
-def load_run(path: str | Path, device: str | torch.device = "cpu"):
-    """(model, tokenizer) from a run directory or a checkpoint folder, needing nothing else."""
+def load_run(path: str | Path, device: str | torch.device = "cpu", overrides: dict | None = None):
+    """(model, tokenizer) from a run directory or a checkpoint folder, needing nothing else. `overrides` (a nested
+    dict, e.g. {"model": {"latent_embedding": "soft"}}) change the run's config before the model is built (how it
+    decodes; a change of the weights' shapes is refused by the load)."""
     from latentlm.data.tokenizer import Tokenizer
     from latentlm.models import variant_spec
 
@@ -141,7 +143,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu"):
         raise InputError(
             f"{path} holds no checkpoint yet; train it first with `latentlm train CONFIG --train.out_dir={path}`"
         )
-    cfg = load_config(ckpt / "config.yaml")
+    cfg = load_config(ckpt / "config.yaml", overrides)
     spec = variant_spec(cfg.model)
     if spec.adopt_checkpoint is not None:  # the variant takes what the checkpoint holds (e.g. its base record)
         spec.adopt_checkpoint(cfg.model, ckpt)

@@ -37,13 +37,28 @@ def run_values(rec: dict) -> dict[str, float]:
     for task, r in (m.get("choice") or {}).items():
         out[f"choice_acc_norm:{task}"] = r["acc_norm"]
     if m.get("reasoning"):
-        out["reasoning_acc"] = m["reasoning"]["accuracy"]
+        r = m["reasoning"]
+        out["reasoning_acc"] = r["accuracy"]
+        for k in REASONING_EXTRAS:
+            if r.get(k) is not None:
+                out[f"reasoning_{k}"] = r[k]
+    for k, v in ((tr.get("last_phase") or {}).get("means") or {}).items():
+        out[f"last_phase:{k}"] = v
     if m.get("leak"):
         out["leak_max_abs_dlogp"] = m["leak"]["max_abs_dlogp"]
     for k in ("tokens_per_s", "train_flops", "tokens_seen", "params", "steps", "flops_per_token"):
         if tr.get(k) is not None:
             out[k] = tr[k]
     return out
+
+
+REASONING_EXTRAS = (
+    "generated_tokens",
+    "latent_steps",
+    "terminated_frac",
+    "latent_norm_ratio",
+    "successive_latent_cosine",
+)
 
 
 def is_quality(metric: str) -> bool:

@@ -36,7 +36,7 @@ def run_compare(
     runner.check_out(spec, out)
     plans, all_runs = plan_runs(spec, out)
     todo = [r for r in all_runs if not arms or r.arm in arms]
-    states = {(r.arm, r.seed): runner.check_run(r) for r in all_runs}  # refuses before anything is written
+    states = _states(all_runs, todo)  # refuses before anything is written
     if aggregate_only and not any(s == "done" for s in states.values()):
         raise InputError(f"{out} holds no finished run of {spec.name}; run `latentlm compare SPEC --out {out}` first")
     if runner.is_main():
@@ -44,11 +44,11 @@ def run_compare(
         grid = out / runner.GRID
         if not grid.is_file():
             runner.write_json(grid, {"name": spec.name, "spec": spec.to_dict(), "created": time.time()})
-    ehash = runner.eval_hash(spec)
     t_grid = time.perf_counter()
     group = runner.DistGroup(todo[0].cfg if todo and not aggregate_only else None)
+    by_key = {(r.arm, r.seed): r for r in all_runs}
     try:
-        _run_all(spec, todo if not aggregate_only else [], states, ehash, group, log)
+        _run_all(spec, todo if not aggregate_only else [], states, by_key, group, log)
     finally:
         group.close()
     wall = time.perf_counter() - t_grid
@@ -78,16 +78,56 @@ def _quiet(*args, **kwargs) -> None:
     pass
 
 
-def _run_all(spec, todo, states, ehash, group, log) -> None:
+def _states(all_runs, todo) -> dict:
+    """'new' | 'resume' | 'done' per (arm, seed), in dependency order. A run that starts from (or evaluates)
+    another arm's run gets its hash from that run's checkpoint once it is finished; while it is not, the dependent
+    folder must be empty (what it holds could not be verified), and a dependent run to train needs its source
+    finished or trained in this invocation."""
+    by_key = {(r.arm, r.seed): r for r in all_runs}
+    todo_keys = {(r.arm, r.seed) for r in todo}
+    states: dict = {}
+    for r in all_runs:
+        key = (r.arm, r.seed)
+        if r.source is not None:
+            src = by_key[(r.source, r.seed)]
+            if states[(src.arm, src.seed)] == "done":
+                runner.bind_source(r, src)
+            else:
+                how = "evaluates" if r.eval_only else "starts from"
+                if runner.occupied(r.run_dir):
+                    raise InputError(
+                        f"{r.run_dir} holds a run that {how} {src.arm} seed {r.seed}, which is not finished (it will "
+                        f"be trained again), so that run cannot be verified: delete {r.run_dir}"
+                    )
+                if key in todo_keys and (src.arm, src.seed) not in todo_keys:
+                    raise InputError(
+                        f"arm {r.arm!r} seed {r.seed} {how} arm {src.arm!r}, whose seed {r.seed} is not finished; "
+                        f"train {src.arm!r} first (add it to --arms)"
+                    )
+                states[key] = "new"
+                continue
+        states[key] = runner.check_run(r)
+    return states
+
+
+def _run_all(spec, todo, states, by_key, group, log) -> None:
     for r in todo:
         arm = spec.arm(r.arm)
         state = states[(r.arm, r.seed)]
+        src = by_key[(r.source, r.seed)] if r.source else None
+        if src is not None and not r.config_hash:
+            runner.bind_source(r, src)  # the source finished earlier in this invocation
         rec = runner.read_record(r.run_dir) if state == "done" else None
-        if rec is None:
-            log(f"== compare {spec.name}: train {r.arm} seed {r.seed} ({r.cfg.train.max_steps} steps) -> {r.run_dir}")
-            rec = runner.train_run(spec, r, state, str(arm.config), arm.overrides)
+        if rec is None and r.eval_only:
+            log(f"== compare {spec.name}: {r.arm} seed {r.seed} evaluates {src.arm} seed {r.seed} (no training)")
+            rec = runner.eval_only_record(spec, r, src, arm.eval_overrides) if runner.is_main() else {}
+        elif rec is None:
+            log(f"== compare {spec.name}: train {r.arm} seed {r.seed} ({r.cfg.train.max_steps} steps) -> {r.run_dir}"
+                + (f", starting from {src.arm} seed {r.seed}" if src else ""))  # fmt: skip
+            rec = runner.train_run(spec, r, state, str(arm.config), arm.overrides, src)
         else:
             log(f"== compare {spec.name}: reuse {r.arm} seed {r.seed} (config hash {r.config_hash[:12]} matches)")
+        ehash = runner.eval_hash(spec, r.arm)
         if runner.is_main() and (rec.get("eval_hash") != ehash or "metrics" not in rec):
             log(f"   evaluate {r.arm} seed {r.seed}")
             runner.evaluate_run(spec, r, rec)
@@ -105,7 +145,7 @@ def aggregate(spec: Spec, out: Path, plans, all_runs, wall_s: float | None = Non
             missing.append(f"{r.arm}/seed_{r.seed}")
             continue
         rec["run_dir"] = str(r.run_dir)
-        rec["stale_eval"] = rec.get("eval_hash") != runner.eval_hash(spec)
+        rec["stale_eval"] = rec.get("eval_hash") != runner.eval_hash(spec, r.arm)
         records[r.arm][r.seed] = rec
     summary = summarise(records)
     order = [spec.baseline] + [a.name for a in spec.arms if a.name != spec.baseline]
@@ -115,9 +155,7 @@ def aggregate(spec: Spec, out: Path, plans, all_runs, wall_s: float | None = Non
         recs = records[a.name]
         first = next(iter(recs.values()), {})
         arms[a.name] = {
-            "config": str(a.config),
-            "overrides": a.overrides,
-            "label": a.label,
+            **a.to_dict(),
             "variant": p.base.model.variant,
             "max_steps": p.max_steps,
             "tokens_per_step": p.tokens_per_step,

@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from latentlm.compare.aggregate import MIN_CLAIM_SEEDS, lower_is_better
+from latentlm.compare.aggregate import MIN_CLAIM_SEEDS, REASONING_EXTRAS, lower_is_better
 
 
 def _f(x, fmt="{:.3f}") -> str:
@@ -137,6 +137,13 @@ def write_report(res: dict, out: Path, records: dict[str, dict[int, dict]]) -> P
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
         chance = [_chance(records, m) for m in acc]
         lines.append("| chance (trivial baseline) | " + " | ".join(_f(c) for c in chance) + " |")
+    extras = [k for k in REASONING_EXTRAS if any(f"reasoning_{k}" in arms[a]["summary"] for a in names)]
+    if extras:
+        lines += ["", "## Reasoning generations (mean ± SD over seeds)", ""]
+        lines += ["| arm | " + " | ".join(k.replace("_", " ") for k in extras) + " |", "|---|" + "---:|" * len(extras)]
+        for a in names:
+            s = arms[a]["summary"]
+            lines.append(f"| {a} | " + " | ".join(_ms(s.get(f"reasoning_{k}"), "{:.2f}") for k in extras) + " |")
     lines += ["", "## Paired differences (B − A over matched seeds, 95 % paired-t interval)", ""]
     if not res["paired"]:
         lines.append("No pair of arms has a finished seed in common yet.")

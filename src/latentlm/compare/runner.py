@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentlm.compare.spec import Planned, Spec
+from latentlm.compare.spec import Planned, Spec, digest
 from latentlm.errors import InputError
 
 RECORD = "compare_run.json"
@@ -94,9 +94,31 @@ def read_record(run_dir: Path) -> dict | None:
         raise InputError(f"{f} is not valid JSON; delete {run_dir} to retrain that run") from None
 
 
-def eval_hash(spec: Spec) -> str:
-    d = {"eval": spec.eval.digest(), "heldout": [str(p) for p in spec.heldout]}
+def eval_hash(spec: Spec, arm: str | None = None) -> str:
+    """What a run's metrics depend on beyond its weights: the (arm's) eval settings and the held-out corpora."""
+    ev = spec.arm_eval(arm) if arm else spec.eval
+    d = {"eval": ev.digest(), "heldout": [str(p) for p in spec.heldout]}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def bind_source(run: Planned, src: Planned) -> None:
+    """The dependent run's config hash from its own and its finished source's: a retrained source (another
+    checkpoint sha256) gives another hash, so the dependent run is refused, not silently reused."""
+    rec = read_record(src.run_dir)
+    run.config_hash = digest(
+        {
+            "own": run.own_hash,
+            "source": {
+                "arm": src.arm,
+                "config_hash": src.config_hash,
+                "checkpoint_sha256": rec["checkpoint"]["sha256"],
+            },
+        }
+    )
+
+
+def occupied(d: Path) -> bool:
+    return d.exists() and any(d.iterdir())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -127,7 +149,7 @@ def check_out(spec: Spec, out: Path) -> None:
 def check_run(run: Planned) -> str:
     """'new', 'resume' (same config, interrupted), or 'done'; refuses a folder made with another config."""
     d = run.run_dir
-    if not d.exists() or not any(d.iterdir()):
+    if not occupied(d):
         return "new"
     rec = read_record(d)
     if rec is None:
@@ -149,11 +171,17 @@ def check_run(run: Planned) -> str:
 # Training and evaluation of one run.
 
 
-def train_run(spec: Spec, run: Planned, state: str, arm_cfg_path: str, overrides: dict) -> dict:
-    """Train one run (fresh, or continuing an interrupted run of the same config) and record it."""
+def train_run(
+    spec: Spec, run: Planned, state: str, arm_cfg_path: str, overrides: dict, src: Planned | None = None
+) -> dict:
+    """Train one run (fresh, or continuing an interrupted run of the same config) and record it; an init_from
+    run starts from its source run's model, exported into the source's folder first."""
     from latentlm.config import build, to_dict
     from latentlm.train import trainer
 
+    init = None
+    if src is not None:
+        init = ensure_export(src, run.export_dir)
     d = to_dict(run.cfg)
     d["train"]["resume"] = "auto" if state == "resume" else "false"
     cfg = build(type(run.cfg), d)
@@ -166,6 +194,8 @@ def train_run(spec: Spec, run: Planned, state: str, arm_cfg_path: str, overrides
         "overrides": overrides,
         "grid": spec.name,
     }
+    if init is not None:
+        rec["init_from"] = init
     if is_main():
         run.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run.run_dir / RECORD, rec)
@@ -179,11 +209,102 @@ def train_run(spec: Spec, run: Planned, state: str, arm_cfg_path: str, overrides
     ckpt = find_checkpoint(run.run_dir) / "model.safetensors"
     rec.update(
         status="done",
-        train={**{k: v for k, v in summary.items() if k != "val"}, "wall_s": wall},
+        train={
+            **{k: v for k, v in summary.items() if k != "val"},
+            "wall_s": wall,
+            "last_phase": last_phase_metrics(run.run_dir / "metrics.jsonl"),
+        },
         checkpoint={"path": os.path.relpath(ckpt, run.run_dir.resolve()), "sha256": sha256(ckpt)},
     )
     write_json(run.run_dir / RECORD, rec)
     return rec
+
+
+def ensure_export(src: Planned, dest: Path) -> dict:
+    """The source run's model as an HF folder inside its run folder (latentlm export; for a base-model variant,
+    the trained base that another run's model.base_model points at). Made once per source checkpoint: a folder
+    marked with another checkpoint sha256 is replaced. Rank 0 writes it, the other ranks wait."""
+    rec = read_record(src.run_dir)
+    sha = rec["checkpoint"]["sha256"]
+    marker = dest / "compare_export.json"
+    info = {"arm": src.arm, "run_dir": str(src.run_dir), "checkpoint_sha256": sha, "export": str(dest)}
+    if is_main():
+        ok = marker.is_file() and json.loads(marker.read_text()).get("checkpoint_sha256") == sha
+        if not ok:
+            import shutil
+
+            from latentlm.hf.export import export_run
+
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            export_run(src.run_dir, tmp)
+            write_json(tmp / marker.name, {"checkpoint_sha256": sha, "checkpoint": rec["checkpoint"]["path"]})
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(tmp, dest)
+    _barrier()
+    return info
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def eval_only_record(spec: Spec, run: Planned, src: Planned, eval_overrides: dict) -> dict:
+    """An eval-only run's record: no training (steps, tokens, FLOPs and time 0), the source's checkpoint."""
+    src_rec = read_record(src.run_dir)
+    ckpt = (src.run_dir / src_rec["checkpoint"]["path"]).resolve()
+    params = (src_rec.get("train") or {}).get("params")
+    rec = {
+        "arm": run.arm,
+        "seed": run.seed,
+        "status": "done",
+        "config_hash": run.config_hash,
+        "config": None,
+        "overrides": {},
+        "grid": spec.name,
+        "from": {"arm": src.arm, "run_dir": str(src.run_dir), "eval_overrides": eval_overrides},
+        "train": {
+            "eval_only": True,
+            "steps": 0,
+            "tokens_seen": 0,
+            "train_flops": 0,
+            "wall_s": 0.0,
+            "train_time_s": 0.0,
+            "params": params,
+        },  # fmt: skip
+        "checkpoint": {"path": os.path.relpath(ckpt, run.run_dir.resolve()), "sha256": src_rec["checkpoint"]["sha256"]},
+    }
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run.run_dir / RECORD, rec)
+    return rec
+
+
+def last_phase_metrics(path: Path) -> dict | None:
+    """Means of the trainer's logged train metrics over the rows of the last curriculum phase (metrics.jsonl);
+    e.g. LT-Tuning's latents_per_row, the <thinking> inserted per training row in its last stage."""
+    if not path.is_file():
+        return None
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+        if row.get("kind") == "train":
+            rows.append(row)
+    if not rows:
+        return None
+    phase = rows[-1].get("phase")
+    last = [r for r in rows if r.get("phase") == phase]
+    sums: dict[str, list[float]] = {}
+    for r in last:
+        for k, v in r.items():
+            if k not in ("step", "kind", "phase") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                sums.setdefault(k, []).append(float(v))
+    return {"phase": phase, "rows": len(last), "means": {k: sum(v) / len(v) for k, v in sums.items()}}
 
 
 def evaluate_run(spec: Spec, run: Planned, rec: dict) -> dict:
@@ -196,9 +317,14 @@ def evaluate_run(spec: Spec, run: Planned, rec: dict) -> dict:
 
     device = resolve_device(run.cfg.train.device)
     t0 = time.perf_counter()
-    model, tok = load_run(run.run_dir, device=device)
+    arm = spec.arm(run.arm)
+    if run.eval_only:  # the source's checkpoint (as recorded), decoded with the arm's eval_overrides
+        ckpt = (run.run_dir / rec["checkpoint"]["path"]).resolve().parent
+        model, tok = load_run(ckpt, device=device, overrides=arm.eval_overrides)
+    else:
+        model, tok = load_run(run.run_dir, device=device)
     cfg = model.run_config
-    ev = spec.eval
+    ev = spec.arm_eval(arm)
     metrics: dict = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         metrics["val"] = evaluate(model, tok, cfg, "val", max_batches=ev.val_batches, device=device)
@@ -221,12 +347,15 @@ def evaluate_run(spec: Spec, run: Planned, rec: dict) -> dict:
             from latentlm.eval.reasoning import evaluate_run as reasoning_run
 
             name = ev.reasoning if isinstance(ev.reasoning, str) else None
-            metrics["reasoning"] = reasoning_run(model, tok, cfg, name, ev.reasoning_limit, policy=ev.policy)
+            kw = {"batch_size": ev.reasoning_batch} if ev.reasoning_batch else {}
+            metrics["reasoning"] = reasoning_run(
+                model, tok, cfg, name, ev.reasoning_limit, test_seed=ev.reasoning_test_seed, policy=ev.policy, **kw
+            )
     note = model.score_note
     leak_max = (metrics.get("leak") or {}).get("max_abs_dlogp")
     rec.update(
         metrics=metrics,
-        eval_hash=eval_hash(spec),
+        eval_hash=eval_hash(spec, run.arm),
         eval_wall_s=time.perf_counter() - t0,
         variant=cfg.model.variant,
         score_note=note,

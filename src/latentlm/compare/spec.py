@@ -25,8 +25,21 @@ from latentlm.errors import ConfigError, InputError
 REPO = Path(__file__).resolve().parents[3]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 TOP_KEYS = ("name", "seeds", "arms", "budget", "tokens", "flops", "overrides", "heldout", "eval", "baseline", "title")
-ARM_KEYS = ("config", "overrides", "label")
-EVAL_KEYS = ("val_batches", "leak", "choice", "choice_limit", "reasoning", "reasoning_limit", "policy")
+ARM_KEYS = ("config", "overrides", "label", "init_from", "from", "eval_overrides", "eval", "seed_offset")
+EVAL_KEYS = (
+    "val_batches",
+    "leak",
+    "choice",
+    "choice_limit",
+    "reasoning",
+    "reasoning_limit",
+    "reasoning_test_seed",
+    "reasoning_batch",
+    "policy",
+)
+# EvalSpec fields added after grids were recorded: left out of the digest while unset, so older eval hashes hold.
+LATER_EVAL_KEYS = ("reasoning_test_seed", "reasoning_batch")
+SEED = "{seed}"  # in any string setting of a run's config: replaced by the run's seed
 BUDGETS = ("tokens", "flops", "none")
 # Fields that say where or how a run is driven, not what it computes: left out of the config hash.
 UNHASHED = {("train", "out_dir"), ("train", "resume"), ("log", "progress"), ("log", "tensorboard")}
@@ -77,18 +90,47 @@ class EvalSpec:
     reasoning: bool | str = False
     """Exact-match accuracy on the run's held-out reasoning data (True) or a named set / file."""
     reasoning_limit: int | None = None
+    reasoning_test_seed: int | None = None
+    """Draw the reasoning test items with this seed in every run (the same items for every seed of the grid, so
+    the pairing is over identical questions); None: each run's train.seed."""
+    reasoning_batch: int | None = None
+    """Rows generated at once by the reasoning evaluator (None: its default, 8)."""
     policy: str | None = None
 
     def digest(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if not (k in LATER_EVAL_KEYS and v is None)}
 
 
 @dataclass
 class Arm:
     name: str
-    config: Path
+    config: Path | None
     overrides: dict
     label: str = ""
+    init_from: str | None = None
+    """Another arm whose run of the same seed this arm's model starts from (trained first)."""
+    eval_from: str | None = None
+    """Eval-only arm (spec key `from`): no training; evaluates that arm's checkpoint of the same seed."""
+    eval_overrides: dict = field(default_factory=dict)
+    """Config changes applied when the checkpoint is loaded for evaluation (eval-only arms)."""
+    eval: dict = field(default_factory=dict)
+    """Per-arm eval settings over the spec's `eval`."""
+    seed_offset: int = 0
+    """The arm's run of seed N trains with train.seed = N + seed_offset (another data draw); still paired as N."""
+
+    @property
+    def source(self) -> str | None:
+        return self.init_from or self.eval_from
+
+    def to_dict(self) -> dict:
+        d = {"config": str(self.config) if self.config else None, "overrides": self.overrides, "label": self.label}
+        for key, value in (("init_from", self.init_from), ("from", self.eval_from)):
+            if value:
+                d[key] = value
+        for key in ("eval_overrides", "eval", "seed_offset"):
+            if getattr(self, key):
+                d[key] = getattr(self, key)
+        return d
 
 
 @dataclass
@@ -109,6 +151,26 @@ class Spec:
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
 
+    def arm_eval(self, arm: Arm | str) -> EvalSpec:
+        """The spec's eval settings with the arm's own `eval:` over them."""
+        arm = self.arm(arm) if isinstance(arm, str) else arm
+        return EvalSpec(**{**self.eval.__dict__, **arm.eval}) if arm.eval else self.eval
+
+    def train_order(self) -> list[Arm]:
+        """The arms in spec order, except that an arm comes after the arm it starts from or evaluates."""
+        done: list[str] = []
+
+        def visit(arm: Arm) -> None:
+            if arm.name in done:
+                return
+            if arm.source:
+                visit(self.arm(arm.source))
+            done.append(arm.name)
+
+        for arm in self.arms:
+            visit(arm)
+        return [self.arm(n) for n in done]
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
@@ -118,7 +180,7 @@ class Spec:
             "tokens": self.tokens,
             "flops": self.flops,
             "overrides": self.overrides,
-            "arms": {a.name: {"config": str(a.config), "overrides": a.overrides, "label": a.label} for a in self.arms},
+            "arms": {a.name: a.to_dict() for a in self.arms},
             "heldout": [str(p) for p in self.heldout],
             "eval": self.eval.digest(),
             "baseline": self.baseline,
@@ -229,22 +291,8 @@ def load_spec(spec: str | Path | dict | Spec, base_dir: str | Path | None = None
     arms_data = data.get("arms")
     if not isinstance(arms_data, dict) or not arms_data:
         raise InputError(f"{where}: arms must be a mapping NAME: {{config: PATH, overrides: {{...}}}} with >= 1 arm")
-    arms = []
-    for arm_name, arm in arms_data.items():
-        aw = f"{where}: arm {arm_name!r}"
-        if not isinstance(arm_name, str) or not NAME_RE.match(arm_name):
-            raise InputError(f"{aw}: arm names are folder names (letters, digits, '_', '.', '-')")
-        if isinstance(arm, str):
-            arm = {"config": arm}
-        if not isinstance(arm, dict) or "config" not in arm:
-            raise InputError(f"{aw}: needs config: PATH (a run config YAML)")
-        _check_keys(arm, ARM_KEYS, aw)
-        cfg_path = Path(str(arm["config"]))
-        try:
-            resolved = _resolve_path(str(cfg_path), base, f"{aw}: config")
-        except InputError:
-            raise InputError(f"{aw}: config file {arm['config']} not found; give a path to a run config YAML") from None
-        arms.append(Arm(arm_name, resolved, _nested(arm.get("overrides"), aw), str(arm.get("label") or "")))
+    arms = [_parse_arm(arm_name, arm, base, where) for arm_name, arm in arms_data.items()]
+    _check_sources(arms, where)
     budget = data.get("budget", "tokens")
     if budget is None or budget is False:
         budget = "none"
@@ -269,18 +317,7 @@ def load_spec(spec: str | Path | dict | Spec, base_dir: str | Path | None = None
     names = [p.stem for p in heldout]
     if len(set(names)) != len(names):
         raise InputError(f"{where}: two held-out corpora share the name {names}; rename one file")
-    ev = data.get("eval") or {}
-    if not isinstance(ev, dict):
-        raise InputError(f"{where}: eval must be a mapping ({', '.join(EVAL_KEYS)})")
-    _check_keys(ev, EVAL_KEYS, f"{where}: eval")
-    ev = dict(ev)
-    if isinstance(ev.get("choice"), str):
-        ev["choice"] = [t for t in ev["choice"].split(",") if t]
-    choice = []
-    for task in ev.get("choice") or []:
-        choice.append(_choice_task(str(task), base, f"{where}: eval.choice"))
-    ev["choice"] = choice
-    eval_spec = EvalSpec(**ev)
+    eval_spec = EvalSpec(**_eval_settings(data.get("eval"), base, f"{where}: eval"))
     baseline = data.get("baseline") or arms[0].name
     if baseline not in [a.name for a in arms]:
         raise InputError(f"{where}: baseline {baseline!r} is not an arm (arms: {', '.join(a.name for a in arms)})")
@@ -298,6 +335,86 @@ def load_spec(spec: str | Path | dict | Spec, base_dir: str | Path | None = None
         title=str(data.get("title") or ""),
         source=source,
     )
+
+
+def _eval_settings(ev: Any, base: Path | None, where: str, partial: bool = False) -> dict:
+    """An `eval:` mapping, checked (keys, types, choice tasks); `partial`: an arm's, over the spec's."""
+    ev = {} if ev is None else ev
+    if not isinstance(ev, dict):
+        raise InputError(f"{where} must be a mapping ({', '.join(EVAL_KEYS)})")
+    _check_keys(ev, EVAL_KEYS, where)
+    ev = dict(ev)
+    for key in ("val_batches", "choice_limit", "reasoning_limit", "reasoning_test_seed", "reasoning_batch"):
+        v = ev.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if "seed" in key else 1)):
+            raise InputError(f"{where}: {key} must be an integer >= {0 if 'seed' in key else 1}, got {v!r}")
+    if isinstance(ev.get("choice"), str):
+        ev["choice"] = [t for t in ev["choice"].split(",") if t]
+    if "choice" in ev or not partial:
+        ev["choice"] = [_choice_task(str(task), base, f"{where}.choice") for task in ev.get("choice") or []]
+    return ev
+
+
+def _parse_arm(arm_name: Any, arm: Any, base: Path | None, where: str) -> Arm:
+    aw = f"{where}: arm {arm_name!r}"
+    if not isinstance(arm_name, str) or not NAME_RE.match(arm_name):
+        raise InputError(f"{aw}: arm names are folder names (letters, digits, '_', '.', '-')")
+    if isinstance(arm, str):
+        arm = {"config": arm}
+    if not isinstance(arm, dict):
+        raise InputError(f"{aw}: needs config: PATH (a run config YAML), or from: ARM for an eval-only arm")
+    _check_keys(arm, ARM_KEYS, aw)
+    for key in ("init_from", "from"):
+        if key in arm and not (isinstance(arm[key], str) and arm[key]):
+            raise InputError(f"{aw}: {key} names another arm, got {arm[key]!r}")
+    offset = arm.get("seed_offset", 0)
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise InputError(f"{aw}: seed_offset must be an integer >= 0, got {offset!r}")
+    evals = _eval_settings(arm.get("eval"), base, f"{aw}: eval", partial=True)
+    if "from" in arm:  # eval-only: the source arm's checkpoint, loaded with eval_overrides
+        extra = [k for k in ("config", "overrides", "init_from", "seed_offset") if k in arm]
+        if extra:
+            raise InputError(
+                f"{aw}: an eval-only arm (from: {arm['from']}) trains nothing, so it takes no {', '.join(extra)}; "
+                "change how it is evaluated with eval_overrides: and eval:"
+            )
+        return Arm(arm_name, None, {}, str(arm.get("label") or ""), eval_from=arm["from"],
+                   eval_overrides=_nested(arm.get("eval_overrides"), f"{aw}: eval_overrides"), eval=evals)  # fmt: skip
+    if "eval_overrides" in arm:
+        raise InputError(f"{aw}: eval_overrides: is for eval-only arms (from: ARM); use overrides: to train with them")
+    if "config" not in arm:
+        raise InputError(f"{aw}: needs config: PATH (a run config YAML), or from: ARM for an eval-only arm")
+    try:
+        resolved = _resolve_path(str(arm["config"]), base, f"{aw}: config")
+    except InputError:
+        raise InputError(f"{aw}: config file {arm['config']} not found; give a path to a run config YAML") from None
+    return Arm(arm_name, resolved, _nested(arm.get("overrides"), aw), str(arm.get("label") or ""),
+               init_from=arm.get("init_from"), eval=evals, seed_offset=offset)  # fmt: skip
+
+
+def _check_sources(arms: list[Arm], where: str) -> None:
+    """init_from / from name another arm of the grid; no cycle; an eval-only arm is not a source of training."""
+    by_name = {a.name: a for a in arms}
+    for a in arms:
+        key = "init_from" if a.init_from else "from"
+        if a.source is None:
+            continue
+        if a.source not in by_name:
+            raise InputError(f"{where}: arm {a.name!r}: {key}: {a.source!r} is not an arm (arms: {', '.join(by_name)})")
+        src = by_name[a.source]
+        if src.eval_from and src.name != a.name:
+            raise InputError(
+                f"{where}: arm {a.name!r}: {key}: {a.source!r} is an eval-only arm (it has no checkpoint of its "
+                f"own); name the arm it evaluates, {src.eval_from!r}"
+            )
+    for a in arms:
+        path, node = [a.name], a
+        while node.source is not None:
+            node = by_name[node.source]
+            if node.name in path:
+                cycle = " -> ".join(path[path.index(node.name) :] + [node.name])
+                raise InputError(f"{where}: arms {cycle} start from each other in a cycle; no arm can train first")
+            path.append(node.name)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -325,13 +442,20 @@ def flops_per_token(cfg: RunConfig) -> float | None:
 
 @dataclass
 class Planned:
-    """One (arm, seed) run: its resolved config and where it lives."""
+    """One (arm, seed) run: its resolved config and where it lives. A run that depends on another arm's run of
+    the same seed (`source`: init_from or an eval-only arm's from) gets its final config hash only once that run
+    has finished: `own_hash` combined with the source's config hash and checkpoint sha256 (runner.bind_source)."""
 
     arm: str
     seed: int
     cfg: RunConfig
     run_dir: Path
     config_hash: str
+    source: str | None = None
+    eval_only: bool = False
+    own_hash: str = ""
+    export_dir: Path | None = None
+    """init_from: where the source run's model is exported (inside its run folder); cfg starts from it."""
 
 
 @dataclass
@@ -341,22 +465,54 @@ class ArmPlan:
     max_steps: int
     tokens_per_step: int
     flops_per_token: float | None
+    eval_only: bool = False
+
+
+EXPORT_DIR = "hf_export"  # inside a run folder: its model exported as an HF folder for the arms that start from it
 
 
 def resolve_arms(spec: Spec) -> dict[str, ArmPlan]:
     """Load every arm's config (with the spec's and the arm's overrides) and apply the budget rule."""
+    from latentlm.models import variant_spec
+
     plans: dict[str, ArmPlan] = {}
-    for arm in spec.arms:
+    trained = [a for a in spec.arms if not a.eval_from]
+    for arm in trained:
         try:
             base = load_config(arm.config, merge(spec.overrides, arm.overrides))
         except (ConfigError, InputError) as e:
             raise InputError(f"arm {arm.name!r} ({arm.config.name}): {e}") from None
         fpt = flops_per_token(base) if spec.budget == "flops" else None
         plans[arm.name] = ArmPlan(arm.name, base, base.train.max_steps, tokens_per_step(base), fpt)
-    first = plans[spec.arms[0].name]
+    for arm in trained:
+        if arm.init_from:
+            variant, src = plans[arm.name].base.model.variant, plans[arm.init_from].base.model.variant
+            how = variant_spec(plans[arm.name].base.model).hf_export
+            if variant != src:
+                raise InputError(
+                    f"arm {arm.name!r} ({variant}): init_from: {arm.init_from!r} is a {src} arm; an arm starts "
+                    "from a run of its own variant"
+                )
+            if how is None or how.kind != "base_model":
+                raise InputError(
+                    f"arm {arm.name!r}: init_from needs a variant whose trained model can be the base of another "
+                    f"run (HFExport('base_model'), e.g. latent_thoughts); {variant} has none, and the trainer has "
+                    "no weight initialisation from another run's checkpoint"
+                )
+    for arm in spec.arms:
+        if arm.eval_from:
+            src = plans[arm.eval_from]
+            try:
+                base = load_config(None, merge(to_dict(src.base), arm.eval_overrides))
+            except (ConfigError, InputError) as e:
+                raise InputError(f"arm {arm.name!r}: eval_overrides: {e}") from None
+            plans[arm.name] = ArmPlan(arm.name, base, 0, 0, None, eval_only=True)
+    first = plans[trained[0].name]
     if spec.budget == "tokens":
         total = spec.tokens or first.max_steps * first.tokens_per_step
         for p in plans.values():
+            if p.eval_only:
+                continue
             p.max_steps = total // p.tokens_per_step
             if p.max_steps < 1:
                 raise InputError(
@@ -365,12 +521,14 @@ def resolve_arms(spec: Spec) -> dict[str, ArmPlan]:
                 )
     elif spec.budget == "flops":
         for p in plans.values():
-            if p.flops_per_token is None:
+            if p.flops_per_token is None and not p.eval_only:
                 raise InputError(
                     f"arm {p.name!r} ({p.base.model.variant}) has no flops_per_token; use budget: tokens for this grid"
                 )
         total = spec.flops or first.max_steps * first.tokens_per_step * first.flops_per_token
         for p in plans.values():
+            if p.eval_only:
+                continue
             step = p.tokens_per_step * p.flops_per_token
             p.max_steps = int(total // step)
             if p.max_steps < 1:
@@ -389,20 +547,49 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _with_seed(x: Any, seed: int) -> Any:
+    """Every "{seed}" in a string setting -> the run's seed (per-seed files: an initial model, a data file)."""
+    if isinstance(x, dict):
+        return {k: _with_seed(v, seed) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_with_seed(v, seed) for v in x]
+    return x.replace(SEED, str(seed)) if isinstance(x, str) else x
+
+
 def plan_runs(spec: Spec, out: Path, arms: list[str] | None = None) -> tuple[dict[str, ArmPlan], list[Planned]]:
-    """Every (arm, seed) run of the grid in spec order: OUT/runs/ARM/seed_N, a fresh config per run."""
+    """Every (arm, seed) run of the grid, a source arm before the arms that start from it or evaluate it:
+    OUT/runs/ARM/seed_N, a fresh config per run."""
     from latentlm.config import build
+    from latentlm.models import variant_spec
 
     plans = resolve_arms(spec)
     runs = []
-    for arm in spec.arms:
+    for arm in spec.train_order():
         if arms and arm.name not in arms:
             continue
         p = plans[arm.name]
         for seed in spec.seeds:
             run_dir = out / "runs" / arm.name / f"seed_{seed}"
-            d = to_dict(p.base)
-            d["train"].update(max_steps=p.max_steps, seed=seed, out_dir=str(run_dir), resume="false")
-            cfg = build(RunConfig, d)
-            runs.append(Planned(arm.name, seed, cfg, run_dir, config_hash(cfg)))
+            d = _with_seed(to_dict(p.base), seed)
+            if arm.eval_from:  # nothing to train: the source's run, loaded with eval_overrides
+                own = digest({"from": arm.eval_from, "eval_overrides": arm.eval_overrides, "seed": seed})
+                cfg = build(RunConfig, d)
+                runs.append(Planned(arm.name, seed, cfg, run_dir, "", arm.eval_from, True, own))
+                continue
+            d["train"].update(max_steps=p.max_steps, seed=seed + arm.seed_offset, out_dir=str(run_dir), resume="false")
+            if not arm.init_from:
+                cfg = build(RunConfig, d)
+                runs.append(Planned(arm.name, seed, cfg, run_dir, config_hash(cfg)))
+                continue
+            relocate = variant_spec(p.base.model).hf_export.relocate
+            export = out / "runs" / arm.init_from / f"seed_{seed}" / EXPORT_DIR
+            # hashed with a placeholder for the export's path: the source's checkpoint sha256 stands for it
+            placeholder = build(RunConfig, {**d, "model": relocate(d["model"], Path(f"<init_from {arm.init_from}>"))})
+            cfg = build(RunConfig, {**d, "model": relocate(d["model"], export)})
+            runs.append(Planned(arm.name, seed, cfg, run_dir, "", arm.init_from, False, config_hash(placeholder),
+                                export))  # fmt: skip
     return plans, runs

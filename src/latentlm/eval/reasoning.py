@@ -150,13 +150,16 @@ def own_chance(predicted: list[str], gold: list[str]) -> float:
     return sum(p[a] * g[a] for a in p) / (n * n) if n else 0.0
 
 
-def evaluate_run(model, tokenizer, cfg, name: str | None = None, limit: int | None = None, **kw) -> dict:
-    """On the held-out (test) split of the run's reasoning data, or another named set / file."""
+def evaluate_run(
+    model, tokenizer, cfg, name: str | None = None, limit: int | None = None, test_seed: int | None = None, **kw
+) -> dict:
+    """On the held-out (test) split of the run's reasoning data, or another named set / file, drawn with
+    `test_seed` (the same items for every run) or else the run's train.seed."""
     from latentlm.data.reasoning import reasoning_examples
 
     name = name or cfg.data.reasoning
     n = limit or max(8, cfg.data.reasoning_examples // 8)
-    examples = reasoning_examples(name, "test", n, cfg.train.seed)[:n]
+    examples = reasoning_examples(name, "test", n, cfg.train.seed if test_seed is None else test_seed)[:n]
     res = evaluate_reasoning(model, tokenizer, examples, **kw)
     res["data"] = name
     return res
