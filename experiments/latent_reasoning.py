@@ -66,6 +66,8 @@ TEST_SEED = 1000
 # the tasks: data.reasoning name, Coconut's max_latent_stage (the paper: 6 for ProsQA/ProntoQA), max_seq_len
 TASKS = {
     "perm": {"data": "perm", "max_stage": 5, "max_seq_len": 48},
+    # every other state written: each of the 3 steps composes 2 operations, which the CoT base learns only partly
+    "perm2": {"data": "perm:k=6,stride=2", "max_stage": 3, "max_seq_len": 48},
     "hops": {"data": "hops", "max_stage": 5, "max_seq_len": 160},
     "prosqa": {"data": "prosqa", "max_stage": 6, "max_seq_len": 384},  # paper shape: prompts up to ~290 tokens
     "prontoqa": {"data": "prontoqa:hops=5", "max_stage": 6, "max_seq_len": 256},
