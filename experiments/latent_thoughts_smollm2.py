@@ -172,8 +172,8 @@ def grid_spec(data: str, s, test_file: Path) -> dict:
             **extra,
         }
         if config == "coconut":  # stage 0 (CoT), stages 1..3, then the all-latent stage 4 (official rule)
-            half = max(1, s.stage // 2)
-            over["model.stage_steps"] = [s.stage, half, half, half, s.stage]
+            half = max(1, s.stage // 2)  # the all-latent stage gets the rest, so the stages sum to max_steps
+            over["model.stage_steps"] = [s.stage, half, half, half, max(1, s.steps - s.stage - 3 * half)]
         if config == "lt_tuning":
             over["model.stage_steps"] = [s.stage, s.stage, s.stage]
         arms[arm] = {"config": str(CONFIGS / f"{config}.yaml"), "overrides": over}
