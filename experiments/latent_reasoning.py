@@ -99,6 +99,12 @@ BASE_SEED_OFFSET = 100  # cot_base of seed N trains on the draw N + 100 (+ phase
 BATCH = [32]
 
 
+def shown(path) -> str:
+    """A path as the results files print it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def common(task: dict, steps: int, n_train: int, lr: float, data: str | None = None) -> dict:
     """The overrides every run of a task shares (the harness sets out_dir, resume=false and train.seed)."""
     return {
@@ -429,7 +435,7 @@ def method_row(arm: str, runs: dict, chain: list[dict]) -> dict:
         "thinking_in_training": _mean(inserted) if lt else None,
         "train_s_mean": sum(train_s) / len(train_s),
         "max_new_tokens": rs[ss[0]]["max_new_tokens"],
-        "runs": {s: runs[s]["run_dir"] for s in ss},
+        "runs": {s: shown(Path(runs[s]["run_dir"])) for s in ss},
     }
 
 
@@ -485,7 +491,7 @@ def report(names, seeds, args) -> None:
             methods[m] = method_row(m, arm["runs"], chain)
             runs[m] = {int(s): r["metrics"]["reasoning"] for s, r in arm["runs"].items()}
         js["tasks"][name] = {"n_test": len(test), "trivial": triv, "methods": methods, "paired": paired_rows(res),
-                             "grid": str(grid_dir(name))}  # fmt: skip
+                             "grid": shown(grid_dir(name))}  # fmt: skip
         md += table(name, js["tasks"][name], runs)
     OUT[0].mkdir(parents=True, exist_ok=True)
     js["setup"] = {"model": MODEL, "base_steps": args.base_steps, "steps": args.steps, "n_train": args.train,

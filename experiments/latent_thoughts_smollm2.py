@@ -86,6 +86,12 @@ PAIRS = [  # (a, b): a − b in the results tables
 ]
 
 
+def shown(path) -> str:
+    """A path as the results files print it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def setup(args) -> SimpleNamespace:
     """The sizes of this invocation: --quick's defaults, explicit flags over them."""
     if args.seed is not None and args.seeds is not None:
@@ -414,7 +420,7 @@ def main():
         results = {}
         for data in args.data:
             results[data] = run_data(data, s)
-            results[data]["_grid"] = str(grid_dir(data, s))
+            results[data]["_grid"] = shown(grid_dir(data, s))
         write(results, s)
         if len(s.seeds) == 1:
             print("one seed: no paired differences; one seed decides nothing (use --seeds 0 1 2)", flush=True)
