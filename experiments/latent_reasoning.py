@@ -53,6 +53,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(1, str(REPO))  # tests.tiny_llama: the random-init base model
 
 from latentlm.compare import run_compare  # noqa: E402
+from latentlm.compare.aggregate import oriented_pairs  # noqa: E402
 from latentlm.config import parse_overrides  # noqa: E402
 from latentlm.data.reasoning import parse_task, reasoning_examples, word_tokenizer  # noqa: E402
 from latentlm.errors import LatentLMError  # noqa: E402
@@ -454,23 +455,8 @@ def thinking_in_training(run_dir: Path) -> float | None:
 
 
 def paired_rows(res: dict) -> list[dict]:
-    """PAIRS (a − b) from the harness's paired table of reasoning accuracy (which holds b − a for its own order)."""
-    table = {(p["a"], p["b"]): p for p in res["paired"] if p["metric"] == "reasoning_acc"}
-    out = []
-    for a, b in PAIRS:
-        if (b, a) in table:
-            p, sign = table[(b, a)], 1
-        elif (a, b) in table:
-            p, sign = table[(a, b)], -1
-        else:
-            continue
-        if p["n"] < 2:
-            continue
-        lo, hi = p["ci95"]
-        ci = [lo, hi] if sign == 1 else [0.0 - hi, 0.0 - lo]  # 0.0 - x: no "-0.000" for a zero difference
-        out.append({"a": a, "b": b, "mean_diff": 0.0 + sign * p["mean_diff"], "ci95": ci, "n_seeds": p["n"],
-                    "significant": p["significant"]})  # fmt: skip
-    return out
+    """PAIRS (a − b) of reasoning accuracy from the harness's paired table, over >= 2 matched seeds."""
+    return oriented_pairs(res["paired"], PAIRS, "reasoning_acc")
 
 
 def report(names, seeds, args) -> None:

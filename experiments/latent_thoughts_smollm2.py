@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(1, str(REPO))  # tests.tiny_llama: the random-init stand-in base of --quick
 
 from latentlm.compare import run_compare  # noqa: E402
+from latentlm.compare.aggregate import oriented_pairs  # noqa: E402
 from latentlm.data.reasoning import reasoning_examples, word_tokenizer  # noqa: E402
 from latentlm.errors import LatentLMError  # noqa: E402
 from latentlm.eval.stats import mean_sd, wilson  # noqa: E402
@@ -269,24 +270,8 @@ def method_row(rows: list[dict]) -> dict:
 
 
 def paired_rows(res: dict) -> list[dict]:
-    """PAIRS (a − b) from the harness's paired table of reasoning accuracy (which holds b − a for its own order);
-    only pairs over >= 2 matched seeds (one seed gives no interval)."""
-    table = {(p["a"], p["b"]): p for p in res["paired"] if p["metric"] == "reasoning_acc"}
-    out = []
-    for a, b in PAIRS:
-        if (b, a) in table:
-            p, sign = table[(b, a)], 1
-        elif (a, b) in table:
-            p, sign = table[(a, b)], -1
-        else:
-            continue
-        if p["n"] < 2:
-            continue
-        lo, hi = p["ci95"]
-        ci = [lo, hi] if sign == 1 else [0.0 - hi, 0.0 - lo]  # 0.0 - x: no "-0.000" for a zero difference
-        out.append({"a": a, "b": b, "mean_diff": 0.0 + sign * p["mean_diff"], "ci95": ci, "n_seeds": p["n"],
-                    "significant": p["significant"]})  # fmt: skip
-    return out
+    """PAIRS (a − b) of reasoning accuracy from the harness's paired table, over >= 2 matched seeds."""
+    return oriented_pairs(res["paired"], PAIRS, "reasoning_acc")
 
 
 def f(x, spec="{:.3f}"):

@@ -105,3 +105,25 @@ def paired_table(summary: dict[str, dict[str, dict]], order: list[str]) -> list[
                     better = b if lower == lower_is_better(metric) else a
                 rows.append({"a": a, "b": b, "metric": metric, "seeds": seeds, **d, "better": better})
     return rows
+
+
+def oriented_pairs(paired: list[dict], pairs: list[tuple[str, str]], metric: str, min_seeds: int = 2) -> list[dict]:
+    """The rows of a grid's paired table (`run_compare(...)["paired"]`, which holds B − A in its own arm order) for
+    the requested (a, b) pairs, each as a − b: {a, b, mean_diff, ci95, n_seeds, significant}. Pairs the table does
+    not hold, or holds over fewer than `min_seeds` matched seeds (no interval), are left out."""
+    table = {(p["a"], p["b"]): p for p in paired if p["metric"] == metric}
+    out = []
+    for a, b in pairs:
+        if (b, a) in table:
+            p, sign = table[(b, a)], 1
+        elif (a, b) in table:
+            p, sign = table[(a, b)], -1
+        else:
+            continue
+        if p["n"] < min_seeds:
+            continue
+        lo, hi = p["ci95"]
+        ci = [lo, hi] if sign == 1 else [0.0 - hi, 0.0 - lo]  # 0.0 - x: no "-0.000" for a zero difference
+        out.append({"a": a, "b": b, "mean_diff": 0.0 + sign * p["mean_diff"], "ci95": ci, "n_seeds": p["n"],
+                    "significant": p["significant"]})  # fmt: skip
+    return out
