@@ -124,3 +124,15 @@ def lt_chain_spec(base_dir) -> dict:
             "reasoning_batch": 6,
         },  # fmt: skip
     }
+
+
+def run_experiment(script: str, *args: str):
+    """An experiments/ script as a user runs it (one thread, the repository's src and tests importable) ->
+    CompletedProcess with its text output."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(REPO / "experiments" / script), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

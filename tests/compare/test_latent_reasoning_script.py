@@ -1,23 +1,18 @@
 """experiments/latent_reasoning.py end to end through the harness on a smoke grid (perm, 2 seeds, every method)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.compare.conftest import REPO, tree_digest
+from tests.compare.conftest import run_experiment, tree_digest
 
 SMOKE = ["--tasks", "perm", "--seeds", "0", "1", "--train", "64", "--test", "16", "--base-steps", "4", "--steps",
          "9", "--batch", "4", "--hidden", "16", "--layers", "1", "--heads", "2"]  # fmt: skip
 
 
 def script(tmp_path, *extra):
-    cmd = [sys.executable, str(REPO / "experiments/latent_reasoning.py"), *SMOKE, "--runs", str(tmp_path / "runs"),
-           "--results", str(tmp_path / "results"), *extra]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    return run_experiment("latent_reasoning.py", *SMOKE, "--runs", str(tmp_path / "runs"), "--results",
+                          str(tmp_path / "results"), *extra)  # fmt: skip
 
 
 @pytest.mark.slow

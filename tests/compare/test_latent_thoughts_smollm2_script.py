@@ -1,13 +1,10 @@
 """experiments/latent_thoughts_smollm2.py --quick end to end through the harness (prosqa, 2 seeds, every method)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.compare.conftest import REPO, tree_digest
+from tests.compare.conftest import run_experiment, tree_digest
 
 METHODS = ["nocot", "cot", "pause", "coconut", "lt_tuning", "lt_tuning_adapter", "soft_thinking"]
 ROW_FIELDS = {"data", "method", "seed", "n", "accuracy", "accuracy_ci95", "generated_tokens", "latent_steps",
@@ -16,10 +13,8 @@ ROW_FIELDS = {"data", "method", "seed", "n", "accuracy", "accuracy_ci95", "gener
 
 
 def script(tmp_path, *extra):
-    cmd = [sys.executable, str(REPO / "experiments/latent_thoughts_smollm2.py"), "--quick", "--data", "prosqa",
-           "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), *extra]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    return run_experiment("latent_thoughts_smollm2.py", "--quick", "--data", "prosqa", "--seeds", "0", "1", "--runs",
+                          str(tmp_path / "runs"), "--results", str(tmp_path / "results"), *extra)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -64,17 +59,7 @@ def test_quick_runs_through_the_harness_reruns_reuse_every_run_and_a_changed_set
 
 
 def test_one_seed_or_the_other_flag():
-    cmd = [
-        sys.executable,
-        str(REPO / "experiments/latent_thoughts_smollm2.py"),
-        "--quick",
-        "--seed",
-        "0",
-        "--seeds",
-        "1",
-    ]
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    out = run_experiment("latent_thoughts_smollm2.py", "--quick", "--seed", "0", "--seeds", "1")
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "error: give --seed N or --seeds N [N ...], not both"
     ]
