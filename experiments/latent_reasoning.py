@@ -6,7 +6,7 @@ The grid is a thin spec over the comparison harness (`latentlm.compare.run_compa
 RUNS/<task>/compare (runs/ARM/seed_N, compare.json, compare.md), budget `none` (each arm its own steps):
     cot_base   a random Llama (--hidden, --layers, --heads; default d_model 128, 4 layers, 4 heads; tied embeddings)
                over the task's own word vocabulary (RUNS/<task>/init/<shape>/seed_N, made before it trains),
-               CoT-fine-tuned for --base-steps (stage 0 of Coconut and of LT-Tuning), with train.seed = N + 100
+               CoT-fine-tuned for --base-steps (default: the task's own, 1,000 for perm; stage 0 of Coconut and of LT-Tuning), with train.seed = N + 100
                (seed_offset: its items are another draw than the methods'); --base-init starts it from an HF folder;
                --base-curriculum (hops) makes it a chain of arms cot_base_phase0 -> ... -> cot_base (init_from)
 every method starts from that seed's cot_base (init_from: its base LM exported inside the cot_base run) and trains
@@ -68,7 +68,7 @@ TEST_SEED = 1000
 TASKS = {
     "perm": {"data": "perm", "max_stage": 5, "max_seq_len": 48},
     # every other state written: each of the 3 steps composes 2 operations, which the CoT base learns only partly
-    "perm2": {"data": "perm:k=6,stride=2", "max_stage": 3, "max_seq_len": 48},
+    "perm2": {"data": "perm:k=6,stride=2", "max_stage": 3, "max_seq_len": 48, "base_steps": 3000},
     "hops": {"data": "hops", "max_stage": 5, "max_seq_len": 160},
     "prosqa": {"data": "prosqa", "max_stage": 6, "max_seq_len": 384},  # paper shape: prompts up to ~290 tokens
     "prontoqa": {"data": "prontoqa:hops=5", "max_stage": 6, "max_seq_len": 256},
@@ -254,13 +254,17 @@ def run_task(name: str, args) -> dict:
     return res
 
 
+def base_steps(name: str, args) -> int:
+    return args.base_steps or TASKS[name].get("base_steps", 1000)
+
+
 def base_phases(name: str, args) -> list[tuple[str, int]]:
     """The CoT base's training phases [(data.reasoning, steps)]: `--base-curriculum 2:1500 5:4500` trains hops with
     1..2 hops for 1,500 steps, then 1..5 for 4,500 (hops only); `drill:N` is N steps of the look-up drill
     (data/hops_drill.py); `hops:chains=1,min_hops=1:600` any hops shape; without it, the task itself for
     --base-steps."""
     if not args.base_curriculum:
-        return [(TASKS[name]["data"], args.base_steps)]
+        return [(TASKS[name]["data"], base_steps(name, args))]
     if TASKS[name]["data"] != "hops":
         raise LatentLMError(f"--base-curriculum is for the hops task only (got {name})")
     out = []
@@ -480,7 +484,7 @@ def report(names, seeds, args) -> None:
                              "grid": shown(grid_dir(name))}  # fmt: skip
         md += table(name, js["tasks"][name], runs)
     OUT[0].mkdir(parents=True, exist_ok=True)
-    js["setup"] = {"model": MODEL, "base_steps": args.base_steps, "steps": args.steps, "n_train": args.train,
+    js["setup"] = {"model": MODEL, "base_steps": {n: base_steps(n, args) for n in js["tasks"]}, "steps": args.steps, "n_train": args.train,
                    "lr": args.lr, "batch": args.batch, "base_seed_offset": BASE_SEED_OFFSET,
                    "command": " ".join(sys.argv)}  # fmt: skip
     (OUT[0] / "latent_reasoning_details.json").write_text(json.dumps(js, indent=1, default=float))
@@ -557,7 +561,7 @@ def main():
     ap.add_argument("--methods", nargs="+", default=[m for m in GRID])
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--test", type=int, default=500)
-    ap.add_argument("--base-steps", type=int, default=1000)
+    ap.add_argument("--base-steps", type=int, default=None, help="the CoT base's steps (default: the task's own)")
     ap.add_argument("--steps", type=int, default=450)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--base-lr", type=float, default=None, help="the CoT base's lr (default --lr)")
