@@ -81,7 +81,8 @@ def build(kind: str, s: dict):
 def step_fn(kind: str, s: dict, device: str = "cpu"):
     model, loss_fn = build(kind, s)
     model.to(device)
-    opt = build_optimizer(model, TrainConfig(lr=1e-4))  # the trainer's AdamW, for every model alike
+    # the trainer's AdamW for every model alike; the peer is no latentlm variant, so it has no spec exemptions
+    opt = build_optimizer(model, TrainConfig(lr=1e-4), no_decay_params=() if kind == "xt" else None)
     x = torch.randint(0, s["V"], (s["B"], s["T"] + 1), device=device)
 
     def step():  # the trainer's order: gradients are freed after the update, so none are live in the forward

@@ -123,7 +123,8 @@ def to_rotate_half(w: torch.Tensor, hd: int) -> torch.Tensor:
 
 
 def train_step_fn(model, x, y, hf: bool, fused: bool = True):
-    opt = build_optimizer(model, TrainConfig(lr=1e-4))  # the trainer's AdamW, for every model alike
+    # the trainer's AdamW for every model alike; HF's Llama is no latentlm variant, so it has no spec exemptions
+    opt = build_optimizer(model, TrainConfig(lr=1e-4), no_decay_params=() if hf else None)
 
     def step():
         if not hf:

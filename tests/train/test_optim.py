@@ -60,3 +60,13 @@ def test_update_equals_a_hand_written_adamw_in_float64():
         for (p, _), q in zip(ref, model.parameters()):
             torch.testing.assert_close(q.detach().double(), p, rtol=0, atol=1e-6)
             p.copy_(q.detach().double())  # follow the fp32 trajectory: compare one step at a time
+
+
+def test_a_module_that_is_no_variant_needs_its_exemptions_named():
+    """A peer model (HF, x-transformers) has no latentlm spec: build_optimizer says so, and () gives the plain rule."""
+    peer = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 10))
+    with pytest.raises(TypeError, match=r"Sequential is not a latentlm variant .* pass no_decay_params=\(\)"):
+        build_optimizer(peer, TrainConfig())
+    decay, no_decay = build_optimizer(peer, TrainConfig(), no_decay_params=()).param_groups
+    assert [p.shape for p in decay["params"]] == [(10, 4), (10, 4)]  # the embedding and the linear's weight
+    assert len(no_decay["params"]) == 3  # the norm's weight and bias, the linear's bias

@@ -16,6 +16,11 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, no_decay_params=No
     if no_decay_params is None:
         from latentlm.models import variant_spec
 
+        if not isinstance(getattr(getattr(model, "config", None), "variant", None), str):
+            raise TypeError(
+                f"build_optimizer: {type(model).__name__} is not a latentlm variant (no config.variant), so it has no "
+                "spec to read weight-decay exemptions from; pass no_decay_params=() (or the parameters to exempt)"
+            )
         no_decay_params = variant_spec(model.config).no_weight_decay(model)
     exempt = {id(p) for p in no_decay_params}
     decay, no_decay = [], []
