@@ -46,6 +46,7 @@ from latentlm.eval.stats import mean_sd, wilson
 from latentlm.models.free_transformer.diagnostics import diagnose
 from latentlm.nn import SamplingConfig
 from latentlm.train.checkpoint import load_run
+from latentlm.train.logging import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/free_transformer/blocks.yaml"
@@ -212,7 +213,7 @@ def post_eval(run_dir: Path, cond: dict, seed: int, pairs: int) -> dict:
             return old  # already evaluated, same run
     model, tok = load_run(run_dir)
     cfg = model.run_config
-    last = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train"' in x][-1]
+    last = [r for r in read_metrics(run_dir) if r.get("kind") == "train"][-1]
     t1 = time.perf_counter()
     res = evaluate_model(model, tok, pairs, seed, cfg.train.seed)
     m = cfg.model

@@ -288,3 +288,13 @@ def test_export_guard(tmp_path):
     check_export_target(run, other, force=True)
     check_export_target(run, tmp_path / "new", force=False)
     check_export_target(run, run / "hf", force=False)
+
+
+def test_read_metrics_skips_a_torn_line_and_takes_the_file_or_its_run_folder(tmp_path):
+    from latentlm.train.logging import read_metrics
+
+    rows = [{"step": 1, "kind": "train", "loss": 2.5}, {"step": 1, "kind": "val", "loss": 2.7}]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    (tmp_path / "metrics.jsonl").write_text(text + '{"step": 2, "kind": "tr')  # killed mid-write
+    assert read_metrics(tmp_path) == rows == read_metrics(tmp_path / "metrics.jsonl")
+    assert read_metrics(tmp_path / "absent") == []

@@ -283,18 +283,12 @@ def eval_only_record(spec: Spec, run: Planned, src: Planned, eval_overrides: dic
 
 
 def last_phase_metrics(path: Path) -> dict | None:
-    """Means of the trainer's logged train metrics over the rows of the last curriculum phase (metrics.jsonl);
-    e.g. LT-Tuning's latents_per_row, the <thinking> inserted per training row in its last stage."""
-    if not path.is_file():
-        return None
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash
-        if row.get("kind") == "train":
-            rows.append(row)
+    """Means of the trainer's logged train metrics over the rows of the last curriculum phase (metrics.jsonl). A
+    metric a step does not log is averaged over the rows that have it (e.g. latents_per_row, logged only for
+    batches that hold a latent: a stage that inserts none has no such rows)."""
+    from latentlm.train.logging import read_metrics
+
+    rows = [r for r in read_metrics(path) if r.get("kind") == "train"]
     if not rows:
         return None
     phase = rows[-1].get("phase")

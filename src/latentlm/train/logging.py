@@ -16,6 +16,25 @@ from tqdm import tqdm
 from latentlm.errors import InputError
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl (or of RUN/metrics.jsonl given the run folder); a line torn by a crash is
+    skipped. [] when there is no file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 def truncate_metrics(path: Path, step: int) -> None:
     """Keep only the rows of metrics.jsonl with row step <= `step` (atomically; a torn last line is dropped)."""
     if not path.is_file():

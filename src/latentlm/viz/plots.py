@@ -7,7 +7,6 @@ bar whose likelihood leaks or is a prior-Z estimate is hatched and labelled on t
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from pathlib import Path
@@ -18,12 +17,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from latentlm.train.logging import read_metrics  # noqa: E402
+
 FLAG_TEXT = {"leak": "LEAKS", "prior_z": "prior Z"}
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    f = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
 
 
 def _save(fig, out: Path, bottom: float = 0.0) -> Path:
